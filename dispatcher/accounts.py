@@ -1,0 +1,181 @@
+"""The account store: one Redis hash per account, secrets sealed by the vault.
+
+Validation of posted bodies and the rendering of the useapi-shaped (masked)
+view live here too, so the HTTP API, the CLI and Python callers agree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from . import keys
+from .errors import NotFound, ValidationError
+from .providers import ProviderSpec, Session
+from .providers.base import iso_utc
+from .secrets import Vault
+
+
+@dataclass(frozen=True)
+class Account:
+    provider: str
+    id: str
+    max_jobs: int
+    credentials: dict
+    session: Session | None
+    error: str | None
+    extra: dict
+    updated: float
+    refreshed_at: float | None
+    error_until: float | None = None
+
+
+def not_found_message(spec: ProviderSpec) -> str:
+    suffix = "" if spec.id_from_login else f"/{spec.id_field}"
+    return f"Configuration not found. To create configuration use POST {spec.api_prefix}/accounts{suffix}."
+
+
+def validate_body(spec: ProviderSpec, body: dict, path_id: str | None) -> tuple[dict, int]:
+    """Check a posted account body; return (credentials, maxJobs) or raise ValidationError."""
+    if not isinstance(body, dict):
+        raise ValidationError("The request body must be a JSON object")
+    creds: dict = {}
+    for name in spec.credential_fields:
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError(f"Parameter {name} is required")
+        if len(value) > 16384:
+            raise ValidationError(f"Parameter {name} is too long")
+        creds[name] = value.strip() if name == spec.id_field else value
+    if path_id is not None and spec.id_field in creds and creds[spec.id_field] != path_id:
+        raise ValidationError(
+            f"{spec.id_field} value specified in the request body ({creds[spec.id_field]}) must match "
+            f"the {spec.id_field} value specified in the URL path ({path_id})"
+        )
+    low, high = spec.max_jobs
+    raw = body.get("maxJobs")
+    if raw is None or raw == "":
+        raise ValidationError("Parameter maxJobs is required")
+    try:
+        max_jobs = int(raw) if not isinstance(raw, bool) and float(raw) == int(float(raw)) else None
+    except (TypeError, ValueError):
+        max_jobs = None
+    if max_jobs is None or not low <= max_jobs <= high:
+        raise ValidationError(f"Parameter maxJobs must be an integer between {low} and {high}, got {raw!r}")
+    return creds, max_jobs
+
+
+class AccountStore:
+    def __init__(self, client, vault: Vault):
+        self.r = client
+        self.vault = vault
+
+    # -- writes ---------------------------------------------------------------
+    def save(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session) -> str:
+        """Create or replace an account after a successful login; clears its error."""
+        account_id = session.account_id if spec.id_from_login else credentials[spec.id_field]
+        now = time.time()
+        key = keys.account(spec.name, account_id)
+        created = self.r.hget(key, "created") or now
+        fields = {
+            "id": account_id,
+            "maxJobs": max_jobs,
+            "created": created,
+            "updated": now,
+            "refreshed_at": now,
+            "error": "",
+            "error_until": "",
+            "creds": self.vault.seal(credentials),
+            "session": self.vault.seal(_session_dict(session)),
+            "expires_at": session.expires_at,
+            "extra": json.dumps(session.extra),
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, mapping=fields)
+        pipe.sadd(keys.accounts(spec.name), account_id)
+        pipe.sadd(keys.providers_seen(), spec.name)
+        pipe.execute()
+        return account_id
+
+    def save_session(self, provider: str, account_id: str, session: Session) -> None:
+        key = keys.account(provider, account_id)
+        self.r.hset(key, mapping={
+            "session": self.vault.seal(_session_dict(session)),
+            "expires_at": session.expires_at,
+            "refreshed_at": time.time(),
+        })
+
+    def flag(self, provider: str, account_id: str, error: str, *, until: float | None = None) -> None:
+        key = keys.account(provider, account_id)
+        if self.r.exists(key):
+            self.r.hset(key, mapping={"error": error, "error_at": time.time(), "error_until": until or ""})
+
+    def unflag(self, provider: str, account_id: str) -> None:
+        self.r.hset(keys.account(provider, account_id), mapping={"error": "", "error_until": ""})
+
+    def delete(self, spec: ProviderSpec, account_id: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(keys.account(spec.name, account_id))
+        pipe.srem(keys.accounts(spec.name), account_id)
+        pipe.execute()
+
+    # -- reads ----------------------------------------------------------------
+    def ids(self, provider: str) -> list[str]:
+        return sorted(self.r.smembers(keys.accounts(provider)))
+
+    def exists(self, provider: str, account_id: str) -> bool:
+        return bool(self.r.exists(keys.account(provider, account_id)))
+
+    def get(self, spec: ProviderSpec, account_id: str) -> Account:
+        raw = self.r.hgetall(keys.account(spec.name, account_id))
+        if not raw:
+            raise NotFound(not_found_message(spec))
+        return self._load(spec.name, raw)
+
+    def all(self, spec: ProviderSpec) -> list[Account]:
+        ids = self.ids(spec.name)
+        pipe = self.r.pipeline(transaction=False)
+        for account_id in ids:
+            pipe.hgetall(keys.account(spec.name, account_id))
+        return [self._load(spec.name, raw) for raw in pipe.execute() if raw]
+
+    def _load(self, provider: str, raw: dict) -> Account:
+        s = self.vault.open(raw.get("session"))
+        session = Session(**s) if s else None
+        return Account(
+            provider=provider, id=raw["id"], max_jobs=int(raw["maxJobs"]),
+            credentials=self.vault.open(raw.get("creds")), session=session,
+            error=raw.get("error") or None, extra=json.loads(raw.get("extra") or "{}"),
+            updated=float(raw.get("updated") or 0),
+            refreshed_at=float(raw["refreshed_at"]) if raw.get("refreshed_at") else None,
+            error_until=float(raw["error_until"]) if raw.get("error_until") else None,
+        )
+
+
+def _session_dict(session: Session) -> dict:
+    return {
+        "account_id": session.account_id, "token": session.token, "expires_at": session.expires_at,
+        "issued_at": session.issued_at, "jwt": session.jwt, "refresh_token": session.refresh_token,
+        "extra": session.extra,
+    }
+
+
+def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None = None) -> dict:
+    """The useapi-shaped account object with every secret masked."""
+    view: dict = {spec.id_field: account.id}
+    view.update({k: v for k, v in spec.render_credentials(account.credentials).items() if k != spec.id_field})
+    view["maxJobs"] = account.max_jobs
+    if account.session:
+        view["jwt"] = spec.render_jwt(account.session.jwt)
+        view["tokenExpires"] = account.session.expires_at
+        view["tokenExpiresUTC"] = iso_utc(account.session.expires_at)
+    view.update(account.extra)
+    if account.refreshed_at:
+        view["lastRefreshedUTC"] = iso_utc(account.refreshed_at)
+    if cooldown_until and cooldown_until > time.time():
+        view["cooldownUntil"] = cooldown_until
+        view["cooldownUntilUTC"] = iso_utc(cooldown_until)
+    if account.error:
+        view["error"] = account.error
+    return view

@@ -1,0 +1,65 @@
+"""Account endpoints, one set per provider, exactly where useapi serves them:
+`POST {prefix}/accounts[/{id}]`, `GET {prefix}/accounts[/{id}]`, `DELETE {prefix}/accounts/{id}`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ..providers import REGISTRY, ProviderSpec
+from .body import read_object
+
+router = APIRouter()
+
+
+def _account_body_schema(spec: ProviderSpec) -> dict:
+    props = {name: {"type": "string"} for name in spec.credential_fields}
+    low, high = spec.max_jobs
+    props["maxJobs"] = {"type": "integer", "minimum": low, "maximum": high}
+    schema = {"type": "object", "properties": props, "required": [*spec.credential_fields, "maxJobs"]}
+    content = {"application/json": {"schema": schema}, "multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _routes(spec: ProviderSpec) -> None:
+    base = f"{spec.api_prefix}/accounts"
+    tags = [spec.title]
+    idp = spec.id_field
+
+    async def create(request: Request):
+        body = await read_object(request)
+        d = request.app.state.dispatcher
+        return await run_in_threadpool(d.upsert_account, spec.name, body, None)
+
+    async def list_all(request: Request):
+        return await run_in_threadpool(request.app.state.dispatcher.list_accounts, spec.name)
+
+    async def create_one(request: Request):
+        body = await read_object(request)
+        path_id = request.path_params[idp]
+        return await run_in_threadpool(request.app.state.dispatcher.upsert_account, spec.name, body, path_id)
+
+    async def get_one(request: Request):
+        return await run_in_threadpool(request.app.state.dispatcher.account_view, spec.name, request.path_params[idp])
+
+    async def delete_one(request: Request):
+        await run_in_threadpool(request.app.state.dispatcher.delete_account, spec.name, request.path_params[idp])
+        return {"deleted": request.path_params[idp]}
+
+    extra = _account_body_schema(spec)
+    summary = f"Create or update {spec.title} account configuration"
+    router.add_api_route(base, create, methods=["POST"], tags=tags, summary=summary, openapi_extra=extra,
+                         name=f"{spec.name}_create_account")
+    router.add_api_route(base, list_all, methods=["GET"], tags=tags, name=f"{spec.name}_list_accounts",
+                         summary=f"Retrieve {spec.title} accounts configuration")
+    if not spec.id_from_login:
+        router.add_api_route(f"{base}/{{{idp}}}", create_one, methods=["POST"], tags=tags, summary=summary,
+                             openapi_extra=extra, name=f"{spec.name}_upsert_account")
+    router.add_api_route(f"{base}/{{{idp}}}", get_one, methods=["GET"], tags=tags, name=f"{spec.name}_get_account",
+                         summary=f"Retrieve {spec.title} account configuration")
+    router.add_api_route(f"{base}/{{{idp}}}", delete_one, methods=["DELETE"], tags=tags,
+                         name=f"{spec.name}_delete_account", summary=f"Delete {spec.title} account configuration")
+
+
+for _spec in REGISTRY.values():
+    _routes(_spec)

@@ -1,0 +1,40 @@
+"""useapi's scheduler views: running generations and free capacity per account."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ..providers import REGISTRY, ProviderSpec
+
+router = APIRouter()
+
+
+def _routes(spec: ProviderSpec) -> None:
+    async def available(request: Request):
+        """useapi's shape (`executing` list, `available` = accounts with free slots, most free first),
+        plus every account's load and the waiting lines."""
+        d = request.app.state.dispatcher
+        snap = await run_in_threadpool(d.available, spec.name)
+        executing = await run_in_threadpool(d.running, spec.name)
+        accounts = [
+            {spec.id_field: a, "maxJobs": v["maxJobs"], "executing": v["executing"], "available": v["available"],
+             "eligible": v["eligible"]}
+            for a, v in sorted(snap["accounts"].items())
+        ]
+        free = sorted((a for a in accounts if a["available"] > 0), key=lambda a: -a["available"])
+        return {"executing": executing, "available": free, "accounts": accounts,
+                "waiting": snap["waiting"], "pinned": snap["pinned"]}
+
+    async def running(request: Request):
+        return await run_in_threadpool(request.app.state.dispatcher.running, spec.name)
+
+    router.add_api_route(f"{spec.api_prefix}/scheduler/available", available, methods=["GET"], tags=[spec.title],
+                         name=f"{spec.name}_scheduler_available",
+                         summary="Per account maxJobs, executing and available slots, plus the waiting line")
+    router.add_api_route(f"{spec.api_prefix}/scheduler", running, methods=["GET"], tags=[spec.title],
+                         name=f"{spec.name}_scheduler", summary="Running generations with account and elapsed time")
+
+
+for _spec in REGISTRY.values():
+    _routes(_spec)

@@ -1,0 +1,193 @@
+"""The `dispatcher` command: serve, worker, sandbox, redis, accounts, status, demo, dashboard."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import logging as dlog
+from .errors import DispatcherError
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _dispatcher():
+    from .client import Dispatcher
+
+    return Dispatcher.from_url(settings=_settings())
+
+
+class _Group(click.Group):
+    """Turn library errors into one clear line and exit 1, never a stack trace."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DispatcherError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+def main():
+    """Self-hosted load balancing for AI generation accounts (useapi.net-compatible)."""
+    s = _settings()
+    dlog.configure(s.log_format, s.log_level)
+
+
+# -- servers -----------------------------------------------------------------------
+@main.command()
+@click.option("--host", default=None, help="Listen address (default loopback, DISPATCHER_HOST).")
+@click.option("--port", type=int, default=None, help="Port (DISPATCHER_PORT, default 8000).")
+def serve(host, port):
+    """Run the HTTP API."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    s = _settings()
+    app = create_app(_dispatcher())
+    uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning", access_log=False)
+
+
+@main.command()
+@click.option("--processes", "-n", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty (tests).")
+def worker(processes, burst):
+    """Run RQ workers (with RQ's scheduler) and the maintenance tick."""
+    from workers.pool import run_pool
+
+    run_pool(_settings(), processes=processes, burst=burst)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8100, show_default=True)
+def sandbox(host, port):
+    """Run the simulated upstream (all four providers) for tests and the demo."""
+    from .sandbox import serve as serve_sandbox
+
+    serve_sandbox(host=host, port=port)
+
+
+# -- embedded redis ----------------------------------------------------------------
+@main.group()
+def redis():
+    """Manage the embedded Redis in the data directory."""
+
+
+@redis.command("start")
+def redis_start():
+    from .redis_server import EmbeddedRedis
+
+    click.echo(EmbeddedRedis(_settings().data_dir).start())
+
+
+@redis.command("stop")
+def redis_stop():
+    from .redis_server import EmbeddedRedis
+
+    EmbeddedRedis(_settings().data_dir).stop()
+    click.echo("stopped")
+
+
+@redis.command("url")
+def redis_url():
+    """Print the Redis URL every command would use (starting the embedded server if needed)."""
+    from .redis_server import resolve_url
+
+    click.echo(resolve_url(_settings()))
+
+
+# -- accounts ----------------------------------------------------------------------
+@main.group()
+def accounts():
+    """Add, list, show and remove provider accounts."""
+
+
+@accounts.command("add")
+@click.argument("provider")
+@click.option("--max-jobs", "max_jobs", type=int, required=True)
+@click.option("--email")
+@click.option("--password", help="Prompted for (hidden) when --email is given without it.")
+@click.option("--cookie")
+@click.option("--account")
+@click.option("--token")
+def accounts_add(provider, max_jobs, email, password, cookie, account, token):
+    """Log in upstream and store an account (create or update)."""
+    if email and not password:
+        password = click.prompt("password", hide_input=True)
+    body = {k: v for k, v in dict(email=email, password=password, cookie=cookie, account=account,
+                                  token=token).items() if v is not None}
+    body["maxJobs"] = max_jobs
+    from . import providers
+
+    spec = providers.get(provider)
+    path_id = None if spec.id_from_login else body.get(spec.id_field)
+    click.echo(json.dumps(_dispatcher().upsert_account(provider, body, path_id), indent=2, ensure_ascii=False))
+
+
+@accounts.command("list")
+@click.argument("provider")
+def accounts_list(provider):
+    click.echo(json.dumps(_dispatcher().list_accounts(provider), indent=2, ensure_ascii=False))
+
+
+@accounts.command("show")
+@click.argument("provider")
+@click.argument("account_id")
+def accounts_show(provider, account_id):
+    click.echo(json.dumps(_dispatcher().account_view(provider, account_id), indent=2, ensure_ascii=False))
+
+
+@accounts.command("rm")
+@click.argument("provider")
+@click.argument("account_id")
+def accounts_rm(provider, account_id):
+    _dispatcher().delete_account(provider, account_id)
+    click.echo(f"deleted {provider} {account_id}")
+
+
+# -- views -------------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json):
+    """Providers, accounts, slots, waiting lines, token expiry and errors."""
+    from .status import collect, render_table
+
+    data = collect(_dispatcher())
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        render_table(data)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Exit after the summary (used by the tests).")
+@click.option("--jobs", type=int, default=36, show_default=True, help="Generations to submit.")
+def demo(once, jobs):
+    """Start everything on embedded defaults, register demo accounts, run generations, show them live."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(_settings(), once=once, jobs=jobs))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9181, show_default=True)
+@click.option("--username", envvar="DISPATCHER_DASHBOARD_USER", help="Basic-auth user (required off loopback).")
+@click.option("--password", envvar="DISPATCHER_DASHBOARD_PASSWORD", help="Basic-auth password.")
+def dashboard(host, port, username, password):
+    """Run rq-dashboard against the dispatcher's Redis (loopback by default)."""
+    from .dashboard import run_dashboard
+
+    run_dashboard(_settings(), host=host, port=port, username=username, password=password)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""`Dispatcher`: the Python facade over accounts, capacity and generations.
+
+Everything that decides lives behind this class; the HTTP API, the CLI and
+the workers call it. Data flows one way: API → Dispatcher → Redis ← workers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from . import keys, providers
+from .accounts import AccountStore, render, validate_body
+from .capacity import Admission, Capacity
+from .connection import connect, connect_rq, url_for
+from .errors import NoCapacity, NotFound, UpstreamError, ValidationError
+from .generations import (ADMITTED, CANCELED, FAILED, LIVE, SUBMITTED, WAITING, Generation,
+                          GenerationStore, new_id, provider_of, validate_reply)
+from .health import FailureWindow
+from .logging import get_logger
+from .providers import ProviderSpec, Session
+from .secrets import Vault
+from .settings import Settings
+from .steps import StepQueue
+
+log = get_logger()
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+class Dispatcher:
+    def __init__(self, redis_url: str, settings: Settings | None = None, *, http: httpx.Client | None = None):
+        self.settings = settings or Settings.from_env()
+        self.redis_url = redis_url
+        self.r = connect(redis_url)
+        self.rq = connect_rq(redis_url)
+        self.vault = Vault.from_settings(self.settings)
+        self.accounts = AccountStore(self.r, self.vault)
+        self.generations = GenerationStore(self.r, result_ttl=self.settings.result_ttl,
+                                           failure_ttl=self.settings.failure_ttl)
+        self.steps = StepQueue(self.rq)
+        self.http = http or httpx.Client(timeout=self.settings.upstream_timeout)
+        self._capacity: dict[str, Capacity] = {}
+        self.callback_secret = self.settings.callback_secret or self.vault.key
+        self._failures = FailureWindow(self.r, window=self.settings.failure_window)
+
+    @classmethod
+    def from_url(cls, redis_url: str | None = None, settings: Settings | None = None, **kw) -> "Dispatcher":
+        settings = settings or Settings.from_env()
+        return cls(redis_url or url_for(settings), settings, **kw)
+
+    def close(self) -> None:
+        self.http.close()
+        self.r.close()
+        self.rq.close()
+
+    # -- parts ------------------------------------------------------------------
+    def capacity(self, provider: str) -> Capacity:
+        if provider not in self._capacity:
+            self._capacity[provider] = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000))
+        return self._capacity[provider]
+
+    def adapter(self, provider: str):
+        return providers.get(provider).adapter(self.http, self.settings.upstream_url)
+
+    def usable_until_ms(self, spec: ProviderSpec, session: Session) -> int:
+        """Past this instant admission stops using the account's token.
+
+        A refreshable token is usable to its expiry (the JWT watch refreshes it
+        ahead of time); one that cannot be refreshed stops a margin before."""
+        if spec.refresh == "none":
+            return int((session.expires_at - self.refresh_margin(session)) * 1000)
+        return int(session.expires_at * 1000)
+
+    def refresh_margin(self, session: Session) -> float:
+        lifetime = max(session.expires_at - session.issued_at, 0)
+        return min(self.settings.refresh_margin, self.settings.refresh_margin_ratio * lifetime)
+
+    # -- accounts -----------------------------------------------------------------
+    def upsert_account(self, provider: str, body: dict, path_id: str | None = None) -> dict:
+        """Log in upstream, then store the account (create or replace) and open its slots."""
+        spec = providers.get(provider)
+        credentials, max_jobs = validate_body(spec, body, path_id)
+        session = self.adapter(provider).login(credentials)  # raises LoginFailed: nothing stored
+        account_id = self.accounts.save(spec, credentials, max_jobs, session)
+        cap = self.capacity(provider)
+        cap.set_cooldown(account_id, None)
+        cap.set_usable_until(account_id, self.usable_until_ms(spec, session))
+        self.dispatch(cap.set_account(account_id, max_jobs))
+        log.info("account saved", provider=provider, account=account_id, max_jobs=max_jobs)
+        return self.account_view(provider, account_id)
+
+    def account_view(self, provider: str, account_id: str) -> dict:
+        spec = providers.get(provider)
+        account = self.accounts.get(spec, account_id)
+        return render(spec, account, cooldown_until=self._cooldown(provider, account_id))
+
+    def list_accounts(self, provider: str) -> dict:
+        spec = providers.get(provider)
+        found = self.accounts.all(spec)
+        if not found:
+            from .accounts import not_found_message
+
+            raise NotFound(not_found_message(spec))
+        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id)) for a in found}
+
+    def _cooldown(self, provider: str, account_id: str) -> float | None:
+        ms = self.r.hget(keys.cooldown(provider), account_id)
+        return int(ms) / 1000 if ms else None
+
+    def delete_account(self, provider: str, account_id: str) -> None:
+        spec = providers.get(provider)
+        self.accounts.get(spec, account_id)  # 404 when unknown
+        failed, admitted = self.capacity(provider).remove_account(account_id)
+        self.accounts.delete(spec, account_id)
+        for gid in failed:
+            self.generations.move(gid, {WAITING}, FAILED, error=f"Account {account_id} was deleted", error_code=404)
+            self.finished(gid)
+        self.dispatch(admitted)
+        log.info("account deleted", provider=provider, account=account_id)
+
+    def flag_account(self, provider: str, account_id: str, error: str, *, hold: float = 0.0) -> None:
+        """Take an account out of rotation with a reason shown in GET; re-POST clears it.
+
+        With `hold` (596: account on hold) the flag clears itself after that many seconds."""
+        self.accounts.flag(provider, account_id, error, until=time.time() + hold if hold else None)
+        self.capacity(provider).disable_account(account_id)
+        log.warning("account flagged", provider=provider, account=account_id, error=error)
+
+    def unflag_expired(self, provider: str) -> None:
+        """Return accounts whose temporary flag (hold) has ended to rotation."""
+        spec = providers.get(provider)
+        for account in self.accounts.all(spec):
+            if account.error and account.error_until and account.error_until <= time.time():
+                self.accounts.unflag(provider, account.id)
+                self.dispatch(self.capacity(provider).set_account(account.id, account.max_jobs))
+                log.info("account back in rotation", provider=provider, account=account.id)
+
+    def cooldown_account(self, provider: str, account_id: str, seconds: float) -> None:
+        """Keep an account out of rotation for a while (429, failure rate); it returns by itself."""
+        until_ms = int((time.time() + seconds) * 1000)
+        self.dispatch(self.capacity(provider).set_cooldown(account_id, until_ms))
+        log.info("account cooling down", provider=provider, account=account_id, seconds=round(seconds, 3))
+
+    def health_ok(self, provider: str, account_id: str) -> None:
+        self._failures.record(keys.failures(provider, account_id), True)
+
+    def health_failed(self, provider: str, account_id: str) -> None:
+        if self._failures.record(keys.failures(provider, account_id), False):
+            self.cooldown_account(provider, account_id, self.settings.cooldown_429)
+
+    def requeue(self, generation_id: str) -> None:
+        """Put an admitted generation (not accepted upstream) back in line, releasing its slot."""
+        gen = self.generations.get(generation_id)
+        if not self.generations.move(gen.id, {ADMITTED}, WAITING, account=None, admitted_at=None):
+            return
+        cap = self.capacity(gen.provider)
+        self.dispatch(cap.release(gen.id))
+        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True)
+        self.dispatch(result.admitted)
+
+    # -- generations ----------------------------------------------------------------
+    def submit(self, provider: str, operation: str, payload: dict | None = None, *, account: str | None = None,
+               reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True) -> "Handle":
+        spec = providers.get(provider)
+        payload = self._check_submission(spec, operation, payload, account, reply_url, reply_ref)
+        gen = Generation(id=new_id(provider), provider=provider, operation=operation, payload=payload,
+                         state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref)
+        self.generations.create(gen)
+        try:
+            result = self.capacity(provider).acquire(gen.id, account=account, known=account is not None, wait=wait)
+        except NoCapacity:
+            self.generations.discard(gen)
+            raise
+        except Exception:
+            self.generations.discard(gen)
+            raise
+        self.dispatch(result.admitted)
+        log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
+                 account=result.account)
+        return Handle(self, gen.id)
+
+    def _check_submission(self, spec, operation, payload, account, reply_url, reply_ref) -> dict:
+        if not isinstance(operation, str) or not operation or len(operation) > 200:
+            raise ValidationError("operation must be a non-empty string")
+        if spec.operations and operation not in spec.operations:
+            raise NotFound(f"Unknown operation {operation!r} for {spec.name}")
+        payload = {} if payload is None else payload
+        if not isinstance(payload, dict):
+            raise ValidationError("payload must be a JSON object")
+        import json
+
+        if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
+            raise ValidationError("payload is too large", status=413)
+        validate_reply(reply_url, reply_ref)
+        if account is not None:
+            if not isinstance(account, str) or not self.accounts.exists(spec.name, account):
+                raise NotFound(f"Account {account} is not configured for {spec.name}")
+        elif not self.accounts.ids(spec.name):
+            from .accounts import not_found_message
+
+            raise NotFound(not_found_message(spec))
+        return payload
+
+    def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
+        """Turn admissions made by a capacity script into start steps on RQ."""
+        pending = list(admissions)
+        while pending:
+            a = pending.pop(0)
+            provider = provider_of(a.generation_id)
+            moved = self.generations.move(a.generation_id, {WAITING}, ADMITTED, account=a.account,
+                                          admitted_at=time.time())
+            if not moved:
+                gen = self.generations.find(a.generation_id)
+                if gen is None or gen.terminal:  # canceled or gone while waiting: give the slot back
+                    pending += self.capacity(provider).release(a.generation_id)
+                    continue
+            self.steps.start(provider, a.generation_id, a.account)
+
+    def get(self, generation_id: str) -> Generation:
+        return self.generations.get(generation_id)
+
+    def cancel(self, generation_id: str) -> Generation:
+        """Cancel: a waiting job leaves the line; a running one is cancelled upstream and frees its slot."""
+        gen = self.generations.get(generation_id)
+        provider = gen.provider
+        if gen.state == WAITING and self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled"):
+            self.capacity(provider).cancel_waiting(gen.id, gen.pinned)
+            # it may have been admitted between our read and the move: give the slot back
+            if self.capacity(provider).holder(gen.id):
+                self.dispatch(self.capacity(provider).release(gen.id))
+        elif gen.state == ADMITTED and self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled"):
+            self.dispatch(self.capacity(provider).release(gen.id))
+        elif gen.state == SUBMITTED:
+            token = self.token_for(provider, gen.account)
+            self.adapter(provider).cancel(token, gen.upstream_id)  # raises UpstreamError: nothing changes
+            if self.generations.move(gen.id, {SUBMITTED}, CANCELED, error="canceled"):
+                self.dispatch(self.capacity(provider).release(gen.id))
+        else:
+            return gen  # already terminal: cancel is idempotent
+        self.finished(gen.id)
+        log.info("generation canceled", generation_id=gen.id, provider=provider)
+        return self.generations.get(gen.id)
+
+    def finished(self, generation_id: str) -> None:
+        """A generation reached a terminal state: fire its callback (never delays the release)."""
+        gen = self.generations.find(generation_id)
+        if gen and gen.reply_url:
+            self.steps.callback(generation_id, self.settings.callback_retries)
+
+    def callback_body(self, gen: Generation) -> dict:
+        """What a replyUrl receives: the generation as the status endpoint answers it."""
+        return gen.to_dict()
+
+    # -- tokens ---------------------------------------------------------------------
+    def token_for(self, provider: str, account_id: str) -> str:
+        account = self.accounts.get(providers.get(provider), account_id)
+        if account.session is None:
+            raise UpstreamError(f"Account {account_id} has no session", status=401)
+        return account.session.token
+
+    # -- views ----------------------------------------------------------------------
+    def available(self, provider: str) -> dict:
+        """Capacity per configured account (flagged ones show as not eligible) and the waiting lines."""
+        spec = providers.get(provider)
+        snap = self.capacity(provider).snapshot()
+        for account in self.accounts.all(spec):
+            snap["accounts"].setdefault(account.id, {
+                "maxJobs": account.max_jobs, "executing": 0, "available": 0, "eligible": False,
+                "cooldown_until": None, "usable_until": None})
+            snap["accounts"][account.id]["error"] = account.error
+        return snap
+
+    def running(self, provider: str) -> list[dict]:
+        providers.get(provider)
+        now = time.time()
+        out = []
+        for item in self.capacity(provider).running():
+            started = item["started_ms"] / 1000
+            out.append({"id": item["generation_id"], "account": item["account"], "started": started,
+                        "elapsed": round(now - started, 3)})
+        return out
+
+
+class Handle:
+    """What `submit` returns: the generation's id, its status, and ways to wait or cancel."""
+
+    def __init__(self, dispatcher: Dispatcher, generation_id: str):
+        self._d = dispatcher
+        self.id = generation_id
+        self.generation: Generation | None = None
+
+    def refresh(self) -> Generation:
+        self.generation = self._d.get(self.id)
+        return self.generation
+
+    @property
+    def status(self) -> str:
+        return self.refresh().state
+
+    def result(self, timeout: float | None = None, interval: float = 0.2) -> Generation:
+        """Wait until the generation ends; return it. Raises TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            gen = self.refresh()
+            if gen.state not in LIVE:
+                return gen
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"generation {self.id} still {gen.state} after {timeout}s")
+            time.sleep(interval)
+
+    def cancel(self) -> Generation:
+        return self._d.cancel(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Handle {self.id}>"

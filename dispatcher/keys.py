@@ -1,0 +1,100 @@
+"""Every Redis key name, derived in one place.
+
+All keys of one provider share the hash tag `{provider}`, so each capacity
+script touches a single cluster slot and runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+ROOT = "dsp"
+
+
+def tag(provider: str) -> str:
+    return f"{ROOT}:{{{provider}}}"
+
+
+# -- accounts -----------------------------------------------------------------
+def account(provider: str, account_id: str) -> str:
+    """hash: config, encrypted secrets, JWT, status, error."""
+    return f"{tag(provider)}:acct:{account_id}"
+
+
+def accounts(provider: str) -> str:
+    """set: ids of every configured account of the provider."""
+    return f"{tag(provider)}:accounts"
+
+
+# -- capacity -----------------------------------------------------------------
+def cap(provider: str) -> str:
+    """hash: account -> maxJobs, for accounts without an error flag."""
+    return f"{tag(provider)}:cap"
+
+
+def used(provider: str) -> str:
+    """hash: account -> leases held."""
+    return f"{tag(provider)}:used"
+
+
+def leases(provider: str) -> str:
+    """zset: generation -> lease deadline (ms, Redis TIME)."""
+    return f"{tag(provider)}:leases"
+
+
+def holder(provider: str) -> str:
+    """hash: generation -> account holding its slot."""
+    return f"{tag(provider)}:holder"
+
+
+def cooldown(provider: str) -> str:
+    """hash: account -> ms until which it is ineligible (cooldown)."""
+    return f"{tag(provider)}:cooldown"
+
+
+def usable_until(provider: str) -> str:
+    """hash: account -> ms after which it is ineligible (token expiry minus margin)."""
+    return f"{tag(provider)}:usable"
+
+
+def waiting(provider: str) -> str:
+    """list: FIFO of generation ids waiting for any account."""
+    return f"{tag(provider)}:waiting"
+
+
+def pinned(provider: str, account_id: str) -> str:
+    """list: FIFO of generation ids waiting for one account."""
+    return f"{tag(provider)}:pinned:{account_id}"
+
+
+def pinned_lines(provider: str) -> str:
+    """set: accounts that have a non-empty pinned line."""
+    return f"{tag(provider)}:pinned_lines"
+
+
+def started(provider: str) -> str:
+    """hash: generation -> ms its lease was first taken (scheduler view)."""
+    return f"{tag(provider)}:started"
+
+
+def failures(provider: str, account_id: str) -> str:
+    """zset: recent upstream call outcomes of one account (failure-rate cooldown)."""
+    return f"{tag(provider)}:failures:{account_id}"
+
+
+# -- generations --------------------------------------------------------------
+def generation(provider: str, generation_id: str) -> str:
+    """hash: the generation record."""
+    return f"{tag(provider)}:gen:{generation_id}"
+
+
+# -- workers and maintenance --------------------------------------------------
+def maintenance_lock() -> str:
+    return f"{ROOT}:maintenance:lock"
+
+
+def refresh_lock(provider: str, account_id: str) -> str:
+    return f"{tag(provider)}:refresh:{account_id}"
+
+
+def providers_seen() -> str:
+    """set: providers with at least one account (so maintenance knows where to look)."""
+    return f"{ROOT}:providers"

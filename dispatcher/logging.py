@@ -1,0 +1,97 @@
+"""Structured logging, configured once: console in a terminal, JSON otherwise.
+
+Context (`generation_id`, `provider`, `account`) is bound with contextvars.
+`redact` runs before any renderer, so a secret never reaches a log line:
+values under secret-looking keys are masked, and any registered secret value
+(passwords, cookies, tokens seen at run time) is replaced wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+import structlog
+
+SECRET_KEYS = frozenset(
+    {
+        "password", "cookie", "token", "access_token", "refresh_token", "jwt", "authorization",
+        "secret", "secret_key", "api_token", "api_tokens", "creds", "credentials", "Token",
+    }
+)
+MASK = "…secured…"
+
+_known_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so `redact` masks it wherever it shows up."""
+    if value and len(value) >= 6:
+        with _lock:
+            _known_secrets.add(value)
+
+
+def _scrub(value):
+    if isinstance(value, str):
+        for secret in _known_secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: (MASK if str(k).lower() in SECRET_KEYS else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact(logger, method_name, event_dict):
+    """structlog processor: mask secret-named keys and known secret values."""
+    with _lock:
+        return {k: (MASK if k.lower() in SECRET_KEYS else _scrub(v)) for k, v in event_dict.items()}
+
+
+_configured = False
+
+
+def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
+    """Configure structlog and route stdlib logging (rq, uvicorn) through the same renderer."""
+    global _configured
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    renderer = structlog.dev.ConsoleRenderer(colors=False) if fmt == "console" else structlog.processors.JSONRenderer()
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer, foreign_pre_chain=[structlog.processors.add_log_level,
+                                                  structlog.processors.TimeStamper(fmt="iso", utc=True), redact]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("rq", "rq.worker", "rq.scheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _configured = True
+
+
+def get_logger(**bound):
+    return structlog.get_logger("dispatcher").bind(**bound)
+
+
+bind = structlog.contextvars.bind_contextvars
+clear = structlog.contextvars.clear_contextvars

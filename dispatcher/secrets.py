@@ -1,0 +1,111 @@
+"""Secrets at rest and on display.
+
+- `Vault` encrypts credentials and JWTs with Fernet before they reach Redis.
+  The key comes from `DISPATCHER_SECRET_KEY`, or is generated once into the
+  data directory with mode 0600.
+- API tokens come from `DISPATCHER_API_TOKENS`, or one is generated likewise.
+- `mask_whole` / `mask_token` render secrets the way useapi does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets as _stdlib_secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from .errors import ConfigurationError
+from .logging import register_secret
+
+MASK = "…secured…"
+
+
+def mask_whole(value) -> str | None:
+    return None if value in (None, "") else MASK
+
+
+def mask_token(value) -> str | None:
+    """`abc…secured…xyz`: first and last three characters kept, so a user can tell tokens apart."""
+    if value in (None, ""):
+        return None
+    value = str(value)
+    return f"{value[:3]}{MASK}{value[-3:]}" if len(value) >= 12 else MASK
+
+
+def _read_or_create(path: Path, make) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value.encode())
+    except Exception:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return value
+
+
+class Vault:
+    def __init__(self, key: str):
+        self.key = key
+        try:
+            self._fernet = Fernet(key.encode() if isinstance(key, str) else key)
+        except (ValueError, TypeError):
+            raise ConfigurationError("DISPATCHER_SECRET_KEY is not a valid Fernet key (32 url-safe base64 bytes)") from None
+
+    @classmethod
+    def from_settings(cls, settings) -> "Vault":
+        key = settings.secret_key or _read_or_create(
+            Path(settings.data_dir) / "secret.key", lambda: Fernet.generate_key().decode()
+        )
+        return cls(key)
+
+    def seal(self, data: dict) -> str:
+        for value in _leaves(data):
+            register_secret(value)
+        return self._fernet.encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+    def open(self, token: str | bytes | None) -> dict:
+        if not token:
+            return {}
+        try:
+            data = json.loads(self._fernet.decrypt(token if isinstance(token, bytes) else token.encode()))
+        except InvalidToken:
+            raise ConfigurationError("stored secrets cannot be decrypted: DISPATCHER_SECRET_KEY changed?") from None
+        for value in _leaves(data):
+            register_secret(value)
+        return data
+
+
+def _leaves(data):
+    if isinstance(data, dict):
+        for v in data.values():
+            yield from _leaves(v)
+    elif isinstance(data, str):
+        yield data
+
+
+def api_tokens(settings) -> tuple[str, ...]:
+    """The accepted API tokens: configured, or one generated into the data directory."""
+    if settings.api_tokens:
+        tokens = tuple(settings.api_tokens)
+    else:
+        tokens = (_read_or_create(Path(settings.data_dir) / "api_token", lambda: _stdlib_secrets.token_urlsafe(24)),)
+    for t in tokens:
+        register_secret(t)
+    return tokens
+
+
+def token_matches(candidate: str, tokens: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every accepted token."""
+    ok = False
+    for t in tokens:
+        ok |= hmac.compare_digest(candidate.encode(), t.encode())
+    return ok

@@ -1,0 +1,91 @@
+"""One settings object, read from the environment (`DISPATCHER_*`).
+
+The defaults make `make demo` work on a bare machine: an embedded Redis in
+`./.dispatcher`, the API on loopback, a generated secret key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+PREFIX = "DISPATCHER_"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(PREFIX + name)
+    return value if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the dispatcher; field name FOO is env `DISPATCHER_FOO`."""
+
+    redis_url: str | None = None  # unset: embedded Redis in data_dir
+    data_dir: Path = Path(".dispatcher")
+    api_tokens: tuple[str, ...] = ()  # unset: a token is generated into data_dir
+    secret_key: str | None = None  # Fernet key; unset: generated into data_dir
+    upstream_url: str | None = None  # points every adapter at one base URL (the sandbox)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    lease_ttl: float = 30.0  # seconds a slot lease lives without renewal
+    maintenance_interval: float = 1.0  # seconds between maintenance ticks
+    result_ttl: int = 7 * 24 * 3600  # seconds a finished generation is kept
+    failure_ttl: int = 7 * 24 * 3600
+    callback_secret: str | None = None  # HMAC key for replyUrl signatures; unset: secret_key
+    callback_retries: int = 5
+    refresh_margin: float = 300.0  # refresh a JWT this many seconds before expiry (at most)
+    refresh_margin_ratio: float = 0.10  # ... or this share of its lifetime, whichever is smaller
+    cooldown_429: float = 30.0  # default cooldown after an upstream 429 without Retry-After
+    cooldown_596: float = 3 * 3600.0  # account-on-hold cooldown
+    upstream_retries: int = 4  # 5xx/timeouts retried this often before a generation fails
+    upstream_timeout: float = 30.0
+    failure_window: float = 60.0  # seconds of calls the failure-rate cooldown looks at
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+    metrics: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            raw = _env(f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = f.type
+    try:
+        if kind in ("int",):
+            return int(raw)
+        if kind in ("float",):
+            return float(raw)
+        if kind in ("bool",):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind.startswith("tuple"):
+            return tuple(t.strip() for t in raw.split(",") if t.strip())
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{f.name.upper()} has an invalid value") from None
+    return raw
+
+
+def setting_names() -> list[str]:
+    """Every environment name the dispatcher reads."""
+    return [PREFIX + f.name.upper() for f in dataclasses.fields(Settings)]

@@ -1,0 +1,82 @@
+"""Enqueueing the workers' step jobs on RQ, by dotted path.
+
+The core never imports `workers`; it names the step functions for RQ. Every
+step job is described so that a person reading rq-dashboard sees which
+generation, provider and account it belongs to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from rq import Queue, Retry
+
+from . import keys
+from .generations import provider_of
+
+START = "workers.steps.start"
+POLL = "workers.steps.poll"
+DELIVER = "workers.callbacks.deliver"
+CALLBACK_QUEUE = "dispatcher.callbacks"
+STEP_TIMEOUT = 120  # seconds; a step is milliseconds of work plus one upstream call
+
+
+def queue_name(provider: str) -> str:
+    return f"dispatcher.{provider}"
+
+
+def all_queue_names(providers) -> list[str]:
+    return [queue_name(p) for p in providers] + [CALLBACK_QUEUE]
+
+
+class StepQueue:
+    def __init__(self, rq_connection):
+        self.connection = rq_connection
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.connection)
+        return self._queues[name]
+
+    def _enqueue(self, provider, func, step, generation_id, account, delay: float):
+        """Enqueue one step and, in the same round trip, make it the generation's current step.
+
+        A step whose id is no longer the record's `step` has been superseded
+        (e.g. by crash recovery) and exits at once, so a generation never has
+        two poll chains."""
+        q = self.queue(queue_name(provider))
+        job_id = f"{generation_id}.{step}.{uuid.uuid4().hex[:8]}"
+        pipe = self.connection.pipeline(transaction=True)
+        pipe.hset(keys.generation(provider_of(generation_id), generation_id), "step", job_id)
+        kwargs = dict(
+            job_id=job_id,
+            pipeline=pipe,
+            description=f"{provider} {step} {generation_id} on {account or '-'}",
+            result_ttl=60,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=STEP_TIMEOUT,
+        )
+        if delay > 0:
+            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
+        else:
+            job = q.enqueue(func, generation_id, job_id, **kwargs)
+        pipe.execute()
+        return job
+
+    def start(self, provider: str, generation_id: str, account: str | None, delay: float = 0):
+        return self._enqueue(provider, START, "start", generation_id, account, delay)
+
+    def poll(self, provider: str, generation_id: str, account: str | None, delay: float = 0):
+        return self._enqueue(provider, POLL, "poll", generation_id, account, delay)
+
+    def callback(self, generation_id: str, retries: int):
+        intervals = [min(2 ** i, 60) for i in range(max(retries, 1))]
+        return self.queue(CALLBACK_QUEUE).enqueue(
+            DELIVER, generation_id,
+            job_id=f"{generation_id}.callback.{uuid.uuid4().hex[:8]}",
+            description=f"callback {generation_id}",
+            retry=Retry(max=retries, interval=intervals) if retries else None,
+            result_ttl=60, job_timeout=60,
+        )
