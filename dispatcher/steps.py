@@ -47,9 +47,8 @@ class StepQueue:
         (e.g. by crash recovery) and exits at once, so a generation never has
         two poll chains."""
         q = self.queue(queue_name(provider))
-        job_id = f"{generation_id}.{step}.{uuid.uuid4().hex[:8]}"
+        job_id = f"{generation_id}_{step}_{uuid.uuid4().hex[:8]}"
         pipe = self.connection.pipeline(transaction=True)
-        pipe.hset(keys.generation(provider_of(generation_id), generation_id), "step", job_id)
         kwargs = dict(
             job_id=job_id,
             pipeline=pipe,
@@ -62,6 +61,7 @@ class StepQueue:
             job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
         else:
             job = q.enqueue(func, generation_id, job_id, **kwargs)
+        pipe.hset(keys.generation(provider_of(generation_id), generation_id), "step", job_id)
         pipe.execute()
         return job
 
@@ -75,7 +75,7 @@ class StepQueue:
         intervals = [min(2 ** i, 60) for i in range(max(retries, 1))]
         return self.queue(CALLBACK_QUEUE).enqueue(
             DELIVER, generation_id,
-            job_id=f"{generation_id}.callback.{uuid.uuid4().hex[:8]}",
+            job_id=f"{generation_id}_callback_{uuid.uuid4().hex[:8]}",
             description=f"callback {generation_id}",
             retry=Retry(max=retries, interval=intervals) if retries else None,
             result_ttl=60, job_timeout=60,

@@ -125,3 +125,72 @@ def redis_snapshot(client) -> dict:
             value = kind
         out[key] = (kind, value)
     return out
+
+
+class WorkerFleet:
+    """Real worker processes (`python -m workers --processes 1`), each killable and restartable."""
+
+    def __init__(self, settings, log_dir: Path):
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: list = []
+
+    def env(self) -> dict:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({
+            "DISPATCHER_REDIS_URL": s.redis_url, "DISPATCHER_UPSTREAM_URL": s.upstream_url or "",
+            "DISPATCHER_SECRET_KEY": s.secret_key, "DISPATCHER_DATA_DIR": str(s.data_dir),
+            "DISPATCHER_API_TOKENS": ",".join(s.api_tokens), "DISPATCHER_LEASE_TTL": str(s.lease_ttl),
+            "DISPATCHER_MAINTENANCE_INTERVAL": str(s.maintenance_interval), "DISPATCHER_LOG_FORMAT": "json",
+            "DISPATCHER_REFRESH_MARGIN": str(s.refresh_margin),
+            "DISPATCHER_UPSTREAM_RETRIES": str(s.upstream_retries),
+            "DISPATCHER_COOLDOWN_429": str(s.cooldown_429), "DISPATCHER_COOLDOWN_596": str(s.cooldown_596),
+        })
+        if s.callback_secret:
+            env["DISPATCHER_CALLBACK_SECRET"] = s.callback_secret
+        return env
+
+    def _spawn(self, index: int):
+        import subprocess
+        import sys
+
+        log = open(self.log_dir / f"worker-{index}-{len(self.procs)}.log", "ab")
+        return subprocess.Popen([sys.executable, "-m", "workers", "--processes", "1"], env=self.env(),
+                                stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+
+    def start(self, n: int) -> "WorkerFleet":
+        self.procs = [self._spawn(i) for i in range(n)]
+        return self
+
+    def kill(self, index: int) -> None:
+        import signal
+
+        self.procs[index].send_signal(signal.SIGKILL)
+        self.procs[index].wait(timeout=10)
+
+    def restart(self, index: int) -> None:
+        self.procs[index] = self._spawn(index)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()
+
+    def logs(self) -> str:
+        return "".join(f.read_text(errors="replace") for f in sorted(self.log_dir.glob("worker-*.log")))
+
+
+@pytest.fixture
+def fleet(settings, tmp_path):
+    """Start real worker processes with `fleet.start(n)`; all are stopped after the test."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    f = WorkerFleet(settings, log_dir)
+    yield f
+    f.stop()

@@ -1,0 +1,161 @@
+"""Benchmark of the capacity semaphore against a private embedded Redis.
+
+    python bench/capacity.py [--seconds 2] [--repeat 3]
+
+Measures, in one run: Redis PING round trip; acquire, release and
+acquire+release pair latency (median and p99, µs); the acquire/PING ratio
+(target <= 1.5: an acquire should cost about one round trip); and pairs per
+second with 1 and with 8 client processes (target >= 5,000/s with 8 on a
+2-core machine). Five accounts with ample maxJobs, so every acquire is admitted.
+Each figure is the median over --repeat rounds. The last line is machine-readable:
+
+    acquire_over_ping=<x> pairs_per_s_1=<y> pairs_per_s_8=<z>
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis  # noqa: E402
+
+from dispatcher.capacity import Capacity  # noqa: E402
+from dispatcher.redis_server import EmbeddedRedis  # noqa: E402
+
+PROVIDER = "bench"
+ACCOUNTS = ["a@x", "b@x", "c@x", "d@x", "e@x"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn, n: int) -> list[float]:
+    """Per-call latency in µs over n calls."""
+    out = []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        fn(i)
+        out.append((clock() - t0) / 1000)
+    return out
+
+
+def latencies(url: str, n: int, tag: str) -> dict[str, list[float]]:
+    client = redis.Redis.from_url(url)
+    cap = Capacity(client, PROVIDER)
+    for i in range(200):  # warm up: connection, script cache
+        client.ping()
+        cap.acquire(f"warm{tag}-{i}")
+        cap.release(f"warm{tag}-{i}")
+    out = {"ping": timed(lambda i: client.ping(), n)}
+    # acquire n, then release the same n: each measured alone, with the time
+    # Redis itself spends in the script (INFO commandstats) beside it
+    client.config_resetstat()
+    out["acquire"] = timed(lambda i: cap.acquire(f"l{tag}-{i}"), n)
+    out["server_acquire"] = [_script_usec(client)]
+    client.config_resetstat()
+    out["release"] = timed(lambda i: cap.release(f"l{tag}-{i}"), n)
+    out["server_release"] = [_script_usec(client)]
+
+    def pair(i):
+        cap.acquire(f"p{tag}-{i}")
+        cap.release(f"p{tag}-{i}")
+
+    out["pair"] = timed(pair, n)
+    client.close()
+    return out
+
+
+def _script_usec(client) -> float:
+    return float(client.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+
+
+def pairs_worker(url: str, index: int, seconds: float, start, results) -> None:
+    client = redis.Redis.from_url(url)
+    cap = Capacity(client, PROVIDER)
+    cap.acquire(f"w{index}-warm")
+    cap.release(f"w{index}-warm")
+    start.wait()
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        g = f"w{index}-{count}"
+        cap.acquire(g)
+        cap.release(g)
+        count += 1
+    results.put(count)
+    client.close()
+
+
+def pairs_per_second(url: str, processes: int, seconds: float) -> float:
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=pairs_worker, args=(url, i, seconds, start, results)) for i in range(processes)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.3)  # let every process connect and warm up
+    start.set()
+    total = sum(results.get(timeout=seconds + 60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    return total / seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is their median")
+    parser.add_argument("--samples", type=int, default=3000, help="calls per latency round")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="capacity-bench-") as tmp:
+        server = EmbeddedRedis(tmp)
+        url = server.start()
+        try:
+            client = redis.Redis.from_url(url)
+            cap = Capacity(client, PROVIDER)
+            for a in ACCOUNTS:
+                cap.set_account(a, 10**9)
+            rounds = []
+            for r in range(args.repeat):
+                lat = latencies(url, args.samples, str(r))
+                rounds.append({
+                    **{f"{k}_med": statistics.median(v) for k, v in lat.items()},
+                    **{f"{k}_p99": percentile(v, 0.99) for k, v in lat.items()},
+                    "ratio": statistics.median(lat["acquire"]) / statistics.median(lat["ping"]),
+                    "pps1": pairs_per_second(url, 1, args.seconds),
+                    "pps8": pairs_per_second(url, 8, args.seconds),
+                })
+            leftover = Capacity(client, PROVIDER).snapshot()
+            client.close()
+        finally:
+            server.stop()
+
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    spread = {k: (min(r[k] for r in rounds), max(r[k] for r in rounds)) for k in rounds[0]}
+    print(f"capacity bench: {args.repeat} rounds, {args.samples} calls per latency round, "
+          f"{args.seconds:g} s per throughput round, {len(ACCOUNTS)} accounts; medians over rounds")
+    print(f"{'operation':<22}{'median µs':>12}{'p99 µs':>12}")
+    for name in ("ping", "acquire", "release", "pair"):
+        print(f"{name:<22}{med[name + '_med']:>12.1f}{med[name + '_p99']:>12.1f}")
+    print(f"{'  in Redis: acquire':<22}{med['server_acquire_med']:>12.1f}   (script time per call, INFO commandstats)")
+    print(f"{'  in Redis: release':<22}{med['server_release_med']:>12.1f}")
+    print(f"{'acquire / PING':<22}{med['ratio']:>12.2f}   (target <= 1.5; rounds {spread['ratio'][0]:.2f}-{spread['ratio'][1]:.2f})")
+    print(f"{'pairs/s, 1 process':<22}{med['pps1']:>12.0f}   (rounds {spread['pps1'][0]:.0f}-{spread['pps1'][1]:.0f})")
+    print(f"{'pairs/s, 8 processes':<22}{med['pps8']:>12.0f}   (target >= 5000; rounds {spread['pps8'][0]:.0f}-{spread['pps8'][1]:.0f})")
+    busy = sum(row["executing"] for row in leftover["accounts"].values())
+    print(f"{'slots held at the end':<22}{busy:>12d}   (expected 0)")
+    print(f"acquire_over_ping={med['ratio']:.2f} pairs_per_s_1={med['pps1']:.0f} pairs_per_s_8={med['pps8']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

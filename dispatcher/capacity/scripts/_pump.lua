@@ -1,0 +1,179 @@
+-- _pump.lua: shared prelude, prepended by the Python loader to every capacity
+-- script (see dispatcher/capacity/semaphore.py). It is never run on its own.
+--
+-- KEYS (the same ten for every capacity script, all under one hash tag {p}):
+--   1 cap           hash  account -> maxJobs (eligible, unflagged accounts only)
+--   2 used          hash  account -> leases held (entries at 0 are deleted)
+--   3 leases        zset  generation -> lease deadline ms (Redis TIME)
+--   4 holder        hash  generation -> account
+--   5 cooldown      hash  account -> ms until which it is ineligible
+--   6 usable_until  hash  account -> ms from which it is ineligible
+--   7 waiting       list  FIFO of generations waiting for any account
+--   8 pinned_lines  set   accounts whose pinned line is non-empty
+--   9 started       hash  generation -> ms its lease was taken
+--  10 pinned prefix       "dsp:{p}:pinned:"; the line of account a is prefix..a
+--
+-- Pinned lines are addressed by a prefix, not declared one by one: the pump must
+-- visit every pinned line, and the set of them is only known inside the script.
+-- The prefix carries the provider's hash tag, so every derived key hashes to the
+-- slot of the declared keys: the script stays single-slot and runs unchanged on
+-- Redis Cluster (strictly, cluster scripts should declare every key; this is the
+-- documented, deliberate exception).
+--
+-- ARGV common to the mutating scripts: 1 seed (MINSTD state, 1..2^31-2),
+-- 2 lease ttl ms for admissions made by the call; script arguments follow.
+--
+-- Eligible(a) = a in cap and cooldown[a] absent or <= now and usable_until[a]
+-- absent or > now, now being Redis TIME in ms, read once per call. So time-based
+-- eligibility needs no event: every call evaluates it afresh.
+--
+-- Invariant kept by admit/pump: used[a] == #{g : holder[g] == a}
+-- == leases and started entries of those g; a generation is admitted only
+-- to an eligible account whose used < maxJobs; pinned lines are served for
+-- their account before the common line; lines are served head first.
+
+-- Effects replication, so that TIME may precede writes (the default since Redis 5;
+-- explicit for older servers, a no-op on 7).
+if redis.replicate_commands then redis.replicate_commands() end
+
+local K_CAP, K_USED, K_LEASES, K_HOLDER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_STARTED, K_PINNED = KEYS[9], KEYS[10]
+
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local TTL = tonumber(ARGV[2]) or 0
+
+-- MINSTD (Park-Miller, a = 48271, m = 2^31 - 1): exact in doubles. Twin of
+-- dispatcher/capacity/prng.py. Seeded on first use from ARGV[1]; two warm-up
+-- steps decorrelate adjacent seeds.
+local M = 2147483647
+local rng
+local function next_rand()
+  if not rng then
+    rng = math.floor(tonumber(ARGV[1]) or 1)
+    if rng < 1 or rng >= M then rng = math.fmod(math.abs(rng), M - 1) + 1 end
+    rng = math.fmod(math.fmod(rng * 48271, M) * 48271, M)
+  end
+  rng = math.fmod(rng * 48271, M)
+  return rng
+end
+-- 1-based index in 1..n from the high bits: floor(x * n / m) is exact for n < 2^20.
+local function pick(n)
+  return math.floor(next_rand() * n / M) + 1
+end
+
+-- State, loaded lazily once per call and kept in step with every write.
+local CAP, USED, COOL, USABLE
+local function hash_table(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = tonumber(flat[i + 1]) end
+  return t
+end
+local function load_state()
+  if CAP then return end
+  CAP, USED = hash_table(K_CAP), hash_table(K_USED)
+  COOL, USABLE = hash_table(K_COOLDOWN), hash_table(K_USABLE)
+end
+local function eligible(a)
+  if not CAP[a] then return false end
+  local c = COOL[a]
+  if c and c > NOW then return false end
+  local u = USABLE[a]
+  if u and u <= NOW then return false end
+  return true
+end
+local function has_room(a)
+  return eligible(a) and (USED[a] or 0) < CAP[a]
+end
+-- Accounts with room, in sorted order so that a seed picks deterministically.
+local function free_accounts()
+  local list = {}
+  for a in pairs(CAP) do
+    if has_room(a) then list[#list + 1] = a end
+  end
+  table.sort(list)
+  return list
+end
+
+-- Admissions made by this call, flat: g1, a1, g2, a2, ...
+local ADMITTED = {}
+-- A flat reply (cheaper for the client to parse than nested arrays): the
+-- script's own fields, then the admissions.
+local function reply(...)
+  local out = {...}
+  for i = 1, #ADMITTED do out[#out + 1] = ADMITTED[i] end
+  return out
+end
+local function admit(g, a)
+  -- HSETNX: a generation never holds two slots (a stale duplicate is dropped).
+  if redis.call('HSETNX', K_HOLDER, g, a) == 0 then return false end
+  USED[a] = (USED[a] or 0) + 1
+  redis.call('HINCRBY', K_USED, a, 1)
+  redis.call('ZADD', K_LEASES, NOW + TTL, g)
+  redis.call('HSET', K_STARTED, g, NOW)
+  ADMITTED[#ADMITTED + 1] = g
+  ADMITTED[#ADMITTED + 1] = a
+  return true
+end
+
+-- Drop g's lease; true when it held one. used entries reaching 0 are deleted.
+local function release_lease(g)
+  local a = redis.call('HGET', K_HOLDER, g)
+  if not a then return false end
+  redis.call('HDEL', K_HOLDER, g)
+  redis.call('ZREM', K_LEASES, g)
+  redis.call('HDEL', K_STARTED, g)
+  local n = redis.call('HINCRBY', K_USED, a, -1)
+  if n <= 0 then redis.call('HDEL', K_USED, a) end
+  if USED then USED[a] = (n > 0) and n or nil end
+  return true
+end
+
+-- The pump: pinned lines first (each for its own account), then the common
+-- line to uniformly random accounts with room. Admissions only consume room,
+-- so one pass reaches the fixed point "no line head can be admitted".
+-- Returns true when every line was empty (nothing to do).
+local function pump()
+  local nlines = redis.call('SCARD', K_LINES)
+  local nwait = redis.call('LLEN', K_WAITING)
+  if nlines == 0 and nwait == 0 then return true end
+  load_state()
+  if nlines > 0 then
+    local accounts = redis.call('SMEMBERS', K_LINES)
+    table.sort(accounts) -- a reply order that does not depend on the set's layout
+    for _, a in ipairs(accounts) do
+      local line = K_PINNED .. a
+      while has_room(a) do
+        local g = redis.call('LPOP', line)
+        if not g then break end
+        admit(g, a)
+      end
+      if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
+    end
+  end
+  if nwait > 0 then
+    local free = free_accounts()
+    while #free > 0 do
+      local g = redis.call('LPOP', K_WAITING)
+      if not g then break end
+      local i = pick(#free)
+      local a = free[i]
+      if admit(g, a) and not has_room(a) then table.remove(free, i) end
+    end
+  end
+  return false
+end
+
+-- 1-based position of g in a line, or nil.
+local function position(line, g)
+  local p = redis.call('LPOS', line, g)
+  if p then return p + 1 end
+  return nil
+end
+
+-- ---------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+-- acquire.lua: take a slot for one generation, or queue it.
+-- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
+--   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
+--   pinned-line prefix), all under the provider's hash tag.
+-- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+--
+-- ARGV: 1 seed, 2 ttl ms, 3 generation id, 4 pinned account ('' = any),
+--       5 wait ('1' queue when busy / '0' refuse), 6 known ('1' the pinned
+--       account exists but is flagged, so its pinned jobs may wait).
+-- Returns {status, detail, g1, a1, g2, a2, ...}: after the first two fields,
+-- the admissions made by this call (the pump's and its own), flat:
+--   {'admitted', account, ...}  the generation holds a lease on account
+--   {'waiting', position, ...}  queued; 1-based position in its line
+--   {'busy', report, ...}       wait=0 and nothing free; nothing queued.
+--                               report = {account, maxJobs, used, eligible 0/1, ...}
+--   {'unknown', account}        pinned to an unconfigured account; nothing changed
+-- Invariant: FIFO fairness. The pump runs first; afterwards a line is non-empty
+-- only if its head cannot be admitted, so a new unpinned generation is admitted
+-- directly only when the common line is empty, a pinned one only when its
+-- pinned line is empty. Acquiring a generation that already holds a lease, or
+-- already waits in the requested line, changes nothing for it (idempotent).
+
+local g, acct = ARGV[3], ARGV[4]
+local wait, known = ARGV[5] == '1', ARGV[6] == '1'
+local pinned = acct ~= ''
+local line = pinned and (K_PINNED .. acct) or K_WAITING
+
+if pinned and not known and redis.call('HEXISTS', K_CAP, acct) == 0
+    and redis.call('EXISTS', line) == 0 then
+  return {'unknown', acct}
+end
+
+local idle = pump() -- true: every line was empty (pinned_lines lists the non-empty ones)
+
+-- Fast path: its line is empty, so admit directly when an account has room.
+local queued = idle and 0 or redis.call('LLEN', line)
+if queued == 0 then
+  load_state()
+  local a
+  if pinned then
+    if has_room(acct) then a = acct end
+  else
+    local free = free_accounts()
+    if #free > 0 then a = free[pick(#free)] end
+  end
+  if a then
+    if admit(g, a) then return reply('admitted', a) end
+    return reply('admitted', redis.call('HGET', K_HOLDER, g)) -- already held
+  end
+end
+
+local held = redis.call('HGET', K_HOLDER, g)
+if held then return reply('admitted', held) end
+if queued > 0 then
+  local p = position(line, g)
+  if p then return reply('waiting', p) end
+end
+
+if not wait then
+  load_state()
+  local busy, names = {}, {}
+  if pinned then
+    names[1] = acct
+  else
+    for a in pairs(CAP) do names[#names + 1] = a end
+    table.sort(names)
+  end
+  for _, a in ipairs(names) do
+    busy[#busy + 1] = a
+    busy[#busy + 1] = CAP[a] or 0
+    busy[#busy + 1] = USED[a] or 0
+    busy[#busy + 1] = eligible(a) and 1 or 0
+  end
+  return reply('busy', busy)
+end
+
+local n = redis.call('RPUSH', line, g)
+if pinned then redis.call('SADD', K_LINES, acct) end
+return reply('waiting', n)

@@ -1,0 +1,19 @@
+-- cancel.lua: take a waiting generation out of its line(s).
+-- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
+--   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
+--   pinned-line prefix), all under the provider's hash tag.
+-- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG) is prepended at load; no pump.
+--
+-- ARGV: 1 seed (unused), 2 ttl (unused), 3 generation id, 4 pinned account ('' none).
+-- Returns 1 when the generation was removed from a line, 0 otherwise.
+-- Invariant: removing a waiter never creates room, so no pump is needed; an
+-- emptied pinned line leaves pinned_lines. A lease is never touched.
+
+local g, a = ARGV[3], ARGV[4]
+local removed = redis.call('LREM', K_WAITING, 0, g)
+if a ~= '' then
+  local line = K_PINNED .. a
+  removed = removed + redis.call('LREM', line, 0, g)
+  if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
+end
+return (removed > 0) and 1 or 0

@@ -1,0 +1,53 @@
+-- configure.lua: change one account's capacity settings, then pump.
+-- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
+--   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
+--   pinned-line prefix), all under the provider's hash tag.
+-- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+--
+-- ARGV: 1 seed, 2 ttl ms, 3 op, 4 account, 5 value:
+--   'max'      value = maxJobs (integer >= 0): add the account or change its limit
+--   'disable'  error flag: out of cap; its pinned line keeps waiting; no pump
+--   'remove'   out of cap, cooldown and usable_until; its pinned line is deleted
+--   'cooldown' value = ms until which it is ineligible, '' to clear
+--   'usable'   value = ms from which it is ineligible, '' to clear
+-- Returns {admissions flat {g, a, ...}, removed pinned waiters (op 'remove')}.
+-- Invariant: running leases are never touched. After lowering maxJobs, used may
+-- exceed it; the account then admits nothing until used < maxJobs. Removed or
+-- disabled accounts admit nothing; removed ones leave `used` when their last
+-- lease ends (release deletes entries at 0; here it is dropped if already 0).
+
+local op, a, value = ARGV[3], ARGV[4], ARGV[5]
+local failed = {}
+
+if op == 'max' then
+  local n = tonumber(value)
+  if not n or n < 0 or n ~= math.floor(n) then
+    return redis.error_reply('maxJobs must be an integer >= 0, got ' .. tostring(value))
+  end
+  redis.call('HSET', K_CAP, a, value)
+elseif op == 'disable' then
+  redis.call('HDEL', K_CAP, a)
+  return {ADMITTED, failed}
+elseif op == 'remove' then
+  redis.call('HDEL', K_CAP, a)
+  redis.call('HDEL', K_COOLDOWN, a)
+  redis.call('HDEL', K_USABLE, a)
+  local line = K_PINNED .. a
+  failed = redis.call('LRANGE', line, 0, -1)
+  redis.call('DEL', line)
+  redis.call('SREM', K_LINES, a)
+  if (tonumber(redis.call('HGET', K_USED, a)) or 0) <= 0 then redis.call('HDEL', K_USED, a) end
+elseif op == 'cooldown' or op == 'usable' then
+  local key = (op == 'cooldown') and K_COOLDOWN or K_USABLE
+  if value == '' then
+    redis.call('HDEL', key, a)
+  else
+    if not tonumber(value) then return redis.error_reply('not a time in ms: ' .. tostring(value)) end
+    redis.call('HSET', key, a, value)
+  end
+else
+  return redis.error_reply('unknown configure op ' .. tostring(op))
+end
+
+pump()
+return {ADMITTED, failed}

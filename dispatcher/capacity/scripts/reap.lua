@@ -1,0 +1,16 @@
+-- reap.lua: release leases whose deadline has passed, then pump.
+-- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
+--   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
+--   pinned-line prefix), all under the provider's hash tag.
+-- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+--
+-- ARGV: 1 seed, 2 ttl ms (for the pump's admissions), 3 limit (max leases reaped).
+-- Returns {reaped generations (earliest deadline first), admissions flat {g, a, ...}}.
+-- Invariant: a lease is expired when its deadline <= now (Redis TIME); at most
+-- `limit` are released, all before the single pump, exactly as release would.
+
+local limit = tonumber(ARGV[3]) or 100
+local due = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', NOW, 'LIMIT', 0, limit)
+for _, g in ipairs(due) do release_lease(g) end
+pump()
+return {due, ADMITTED}

@@ -1,0 +1,15 @@
+-- release.lua: give back one generation's slot, then pump.
+-- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
+--   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
+--   pinned-line prefix), all under the provider's hash tag.
+-- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+--
+-- ARGV: 1 seed, 2 ttl ms (for the pump's admissions), 3 generation id.
+-- Returns {released 1/0, g1, a1, g2, a2, ...}: then the admissions, flat.
+-- Invariant: idempotent; a generation without a lease changes nothing but
+-- still pumps. used[a] drops with the lease and its entry is deleted at 0
+-- (so accounts removed from cap vanish from used once their last lease ends).
+
+local released = release_lease(ARGV[3]) and 1 or 0
+pump()
+return reply(released)

@@ -1,0 +1,265 @@
+"""Thin Python face of the capacity Lua scripts.
+
+Every decision is taken inside one Lua script per call (one EVALSHA round trip):
+which account gets a generation, who waits, who is admitted when room appears.
+This module only builds KEYS/ARGV, draws the seed, and turns replies into values.
+Scripts live in `scripts/<name>.lua`; `scripts/_pump.lua` (shared prelude: keys,
+Redis TIME, PRNG, admit, pump) is prepended to each when it is loaded.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from dataclasses import dataclass
+from importlib import resources
+
+from .. import keys
+from ..errors import NoCapacity, NotFound, ValidationError
+from .prng import seed_arg
+
+SCRIPT_NAMES = (
+    "acquire", "release", "renew", "reap", "pump", "configure",
+    "cancel", "expired", "snapshot", "running",
+)
+
+
+def _read(name: str) -> str:
+    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def script_sources() -> dict[str, str]:
+    """The full text sent to Redis for each script (prelude + body)."""
+    prelude = _read("_pump")
+    return {name: prelude + "\n" + _read(name) for name in SCRIPT_NAMES}
+
+
+_SOURCES = script_sources()
+_REGISTERED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _scripts_for(client) -> dict:
+    """Scripts registered once per client (`register_script` hashes locally; the
+    first EVALSHA that misses loads the script)."""
+    try:
+        return _REGISTERED[client]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: register without caching
+        return {n: client.register_script(s) for n, s in _SOURCES.items()}
+    scripts = {n: client.register_script(s) for n, s in _SOURCES.items()}
+    _REGISTERED[client] = scripts
+    return scripts
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat) -> list:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+@dataclass(frozen=True)
+class Admission:
+    generation_id: str
+    account: str
+
+
+@dataclass(frozen=True)
+class AcquireResult:
+    status: str  # "admitted" | "waiting"
+    account: str | None
+    position: int | None  # 1-based place in its line when waiting
+    admitted: tuple[Admission, ...]  # every admission this call made, its own included
+
+
+def _admissions(flat) -> list[Admission]:
+    return [Admission(_s(g), _s(a)) for g, a in _pairs(flat)]
+
+
+def _check_id(kind: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{kind} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_int(kind: str, value, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ValidationError(f"{kind} must be an integer{bound}, got {value!r}")
+    return value
+
+
+class Capacity:
+    """The capacity semaphore of one provider: accounts, leases, waiting lines.
+
+    Works with `redis.Redis` and `redis.cluster.RedisCluster` (every key carries
+    the provider's hash tag, so each script touches one slot).
+    """
+
+    def __init__(self, client, provider: str, *, lease_ttl_ms: int = 30_000, rng: random.Random | None = None):
+        self.client = client
+        self.provider = _check_id("provider", provider)
+        self.lease_ttl_ms = _check_int("lease_ttl_ms", lease_ttl_ms, minimum=1)
+        self._rng = rng or random.SystemRandom()
+        # KEYS in the order of scripts/_pump.lua; the last is the pinned-line prefix.
+        # Encoded once: each call then only encodes its own arguments.
+        self._keys = tuple(k.encode() for k in (
+            keys.cap(provider), keys.used(provider), keys.leases(provider), keys.holder(provider),
+            keys.cooldown(provider), keys.usable_until(provider), keys.waiting(provider),
+            keys.pinned_lines(provider), keys.started(provider), keys.pinned(provider, ""),
+        ))
+        self._scripts = _scripts_for(client)
+
+    # -- plumbing ---------------------------------------------------------------
+    def _run(self, name: str, *args, seed: int | None = None, ttl_ms: int | None = None):
+        seed = self._rng.getrandbits(31) if seed is None else seed
+        ttl = self.lease_ttl_ms if ttl_ms is None else ttl_ms
+        return self._scripts[name](keys=self._keys, args=(seed_arg(seed), ttl, *args))
+
+    # -- leases -----------------------------------------------------------------
+    def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
+                wait: bool = True, seed: int | None = None) -> AcquireResult:
+        """Admit the generation to a random eligible account with room (or to
+        `account` when pinned), else queue it FIFO; with wait=False refuse
+        instead (`NoCapacity`, carrying `.admitted` made by the pump meanwhile)."""
+        _check_id("generation_id", generation_id)
+        if account is not None:
+            _check_id("account", account)
+        reply = self._run(
+            "acquire", generation_id, account or "", "1" if wait else "0", "1" if known else "0", seed=seed,
+        )
+        status, detail = _s(reply[0]), reply[1]
+        admitted = tuple(_admissions(reply[2:]))
+        if status == "admitted":
+            return AcquireResult("admitted", _s(detail), None, admitted)
+        if status == "waiting":
+            return AcquireResult("waiting", None, int(detail), admitted)
+        if status == "unknown":
+            raise NotFound(f"Account {account} is not configured")
+        raise self._busy_error(account, detail, admitted)
+
+    def _busy_error(self, account, flat, admitted) -> NoCapacity:
+        accounts, parts = {}, []
+        for i in range(0, len(flat), 4):
+            a, max_jobs, used, eligible = _s(flat[i]), int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
+            accounts[a] = {
+                "maxJobs": max_jobs,
+                "executing": used,
+                "available": max(0, max_jobs - used) if eligible else 0,
+            }
+            parts.append(f"{a} {used}/{max_jobs}" + ("" if eligible else " (unavailable)"))
+        if account is not None:
+            message = f"Account {account} is busy: {parts[0].split(' ', 1)[1]}"
+        elif parts:
+            message = "All accounts are busy: " + ", ".join(parts)
+        else:
+            message = f"No account of {self.provider} is configured"
+        error = NoCapacity(message, accounts=accounts)
+        error.admitted = admitted  # the pump may have admitted earlier waiters: enqueue them
+        return error
+
+    def release(self, generation_id: str, *, seed: int | None = None) -> list[Admission]:
+        """Give the slot back (idempotent) and pump; returns the admissions made."""
+        reply = self._run("release", _check_id("generation_id", generation_id), seed=seed)
+        return _admissions(reply[1:])
+
+    def renew(self, generation_id: str, *, ttl_ms: int | None = None) -> bool:
+        """Push the lease deadline to now + ttl_ms; False when it holds no lease.
+        ttl_ms <= 0 makes the lease expired at once (the next reap releases it)."""
+        ttl = self.lease_ttl_ms if ttl_ms is None else _check_int("ttl_ms", ttl_ms)
+        return bool(self._run("renew", _check_id("generation_id", generation_id), seed=0, ttl_ms=ttl))
+
+    def expired(self, limit: int = 100) -> list[str]:
+        """Generations whose lease deadline <= now (Redis TIME); changes nothing."""
+        return [_s(g) for g in self._run("expired", _check_int("limit", limit, minimum=0), seed=0)]
+
+    def reap(self, *, limit: int = 100, seed: int | None = None) -> tuple[list[str], list[Admission]]:
+        """Release up to `limit` expired leases, then pump: (reaped, admissions)."""
+        due, flat = self._run("reap", _check_int("limit", limit, minimum=0), seed=seed)
+        return [_s(g) for g in due], _admissions(flat)
+
+    def pump(self, *, seed: int | None = None) -> list[Admission]:
+        return _admissions(self._run("pump", seed=seed))
+
+    # -- accounts ---------------------------------------------------------------
+    def _configure(self, op: str, account: str, value="", *, seed=None) -> tuple[list[str], list[Admission]]:
+        flat, failed = self._run("configure", op, _check_id("account", account), value, seed=seed)
+        return [_s(g) for g in failed], _admissions(flat)
+
+    def set_account(self, account: str, max_jobs: int, *, seed: int | None = None) -> list[Admission]:
+        """Add the account or change its maxJobs (running leases are kept)."""
+        return self._configure("max", account, _check_int("max_jobs", max_jobs, minimum=0), seed=seed)[1]
+
+    def disable_account(self, account: str) -> None:
+        """Error flag: out of rotation; its pinned line keeps waiting."""
+        self._configure("disable", account, seed=0)
+
+    def remove_account(self, account: str, *, seed: int | None = None) -> tuple[list[str], list[Admission]]:
+        """Delete the account: returns (its pinned waiters, to fail; admissions)."""
+        return self._configure("remove", account, seed=seed)
+
+    def set_cooldown(self, account: str, until_ms: int | None, *, seed: int | None = None) -> list[Admission]:
+        value = "" if until_ms is None else _check_int("until_ms", until_ms)
+        return self._configure("cooldown", account, value, seed=seed)[1]
+
+    def set_usable_until(self, account: str, until_ms: int | None, *, seed: int | None = None) -> list[Admission]:
+        value = "" if until_ms is None else _check_int("until_ms", until_ms)
+        return self._configure("usable", account, value, seed=seed)[1]
+
+    # -- waiting lines ----------------------------------------------------------
+    def cancel_waiting(self, generation_id: str, account: str | None = None) -> bool:
+        """Remove a waiter from the common line (and from `account`'s pinned line)."""
+        _check_id("generation_id", generation_id)
+        return bool(self._run("cancel", generation_id, account or "", seed=0))
+
+    def position(self, generation_id: str, account: str | None = None) -> int | None:
+        """1-based place in the common line (or in `account`'s pinned line)."""
+        line = keys.pinned(self.provider, account) if account else keys.waiting(self.provider)
+        found = self.client.lpos(line, generation_id)
+        return None if found is None else int(found) + 1
+
+    # -- reading ----------------------------------------------------------------
+    def holder(self, generation_id: str) -> str | None:
+        found = self.client.hget(keys.holder(self.provider), generation_id)
+        return None if found is None else _s(found)
+
+    def snapshot(self) -> dict:
+        now, cap, used, cool, usable, waiting, pinned = self._run("snapshot", seed=0)
+        cap = {_s(a): int(v) for a, v in _pairs(cap)}
+        used = {_s(a): int(v) for a, v in _pairs(used)}
+        cool = {_s(a): int(v) for a, v in _pairs(cool)}
+        usable = {_s(a): int(v) for a, v in _pairs(usable)}
+        now = int(now)
+        accounts = {}
+        for a in sorted(set(cap) | set(used)):
+            eligible = (a in cap and (a not in cool or cool[a] <= now) and (a not in usable or usable[a] > now))
+            max_jobs, executing = cap.get(a, 0), used.get(a, 0)
+            accounts[a] = {
+                "maxJobs": max_jobs,
+                "executing": executing,
+                "available": max(0, max_jobs - executing) if eligible else 0,
+                "eligible": eligible,
+                "cooldown_until": cool.get(a),
+                "usable_until": usable.get(a),
+            }
+        return {
+            "accounts": accounts,
+            "waiting": int(waiting),
+            "pinned": {_s(a): int(n) for a, n in _pairs(pinned)},
+        }
+
+    def running(self) -> list[dict]:
+        flat = self._run("running", seed=0)
+        rows = [
+            {
+                "generation_id": _s(flat[i]),
+                "account": _s(flat[i + 1]),
+                "started_ms": int(flat[i + 2]),
+                "deadline_ms": int(float(flat[i + 3])),
+            }
+            for i in range(0, len(flat), 4)
+        ]
+        rows.sort(key=lambda row: (row["started_ms"], row["generation_id"]))
+        return rows

@@ -1,0 +1,12 @@
+"""Simulated upstream ("sandbox"): a real HTTP server emulating Runway, PixVerse, MiniMax and
+Riffusion (login/refresh/create/poll/cancel), with real JWT expiry, per-account concurrency
+enforcement (429 + violation counting), idempotency, and injectable faults.
+
+It shares no code with the dispatcher's provider adapters on purpose.
+"""
+
+from .app import build_app
+from .server import SandboxProcess, serve
+from .state import Sandbox
+
+__all__ = ["build_app", "serve", "SandboxProcess", "Sandbox"]
