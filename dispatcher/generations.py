@@ -9,10 +9,14 @@ Moves go through `transition.lua`, so concurrent steps cannot both win.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
+
+from redis.exceptions import NoScriptError
 
 from . import keys, lua
 from .errors import NotFound, ValidationError
@@ -25,6 +29,44 @@ LIVE = frozenset({WAITING, ADMITTED, SUBMITTED})
 
 def new_id(provider: str) -> str:
     return f"{provider}-{uuid.uuid4().hex}"
+
+
+# useapi-style public ids (the provider-shaped endpoints answer these), e.g.
+#   user:dispatcher-runwayml:jane@example.com-task:<32 hex>   (pinned to an account)
+#   user:dispatcher-minimax-video:<32 hex>                     (any account)
+# They are an alias of the internal id `<provider>-<32 hex>`: no lookup, the same
+# record and keys. The account (only known at create when pinned) is embedded as is
+# when it is URL-path safe, else as `~` + base64url, so ids never hold `,` `/` `%`.
+_SAFE_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
+_PUBLIC = re.compile(r"user:dispatcher-(?P<provider>[a-z0-9]+)(?::(?P<account>[A-Za-z0-9_.@+~-]+?))?"
+                     r"-(?P<kind>[a-z]+):(?P<hex>[0-9a-f]{32})")
+
+
+def encode_account(account: str) -> str:
+    if _SAFE_ACCOUNT.fullmatch(account):
+        return account
+    return "~" + base64.urlsafe_b64encode(account.encode()).decode().rstrip("=")
+
+
+def decode_account(text: str) -> str:
+    if not text.startswith("~"):
+        return text
+    raw = text[1:]
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+
+
+def public_id(generation_id: str, kind: str, account: str | None = None) -> str:
+    """The useapi-style alias of an internal generation id."""
+    provider = provider_of(generation_id)
+    hexpart = generation_id.rpartition("-")[2]
+    where = f":{encode_account(account)}" if account else ""
+    return f"user:dispatcher-{provider}{where}-{kind}:{hexpart}"
+
+
+def internal_id(job_id: str) -> str:
+    """Map a public (useapi-style) id to the internal id; any other string is returned unchanged."""
+    found = _PUBLIC.fullmatch(job_id) if isinstance(job_id, str) else None
+    return f"{found['provider']}-{found['hex']}" if found else job_id
 
 
 def provider_of(generation_id: str) -> str:
@@ -57,6 +99,7 @@ class Generation:
     polls: int = 0
     retries: int = 0
     step: str | None = None  # id of the one step job allowed to act on this generation
+    due: float | None = None  # when that step is meant to run (epoch s): a poll's backoff, for lag
     extra: dict = field(default_factory=dict)
 
     @property
@@ -73,7 +116,7 @@ class Generation:
         }
 
 
-_FLOATS = ("created", "admitted_at", "submitted_at", "finished_at", "progress")
+_FLOATS = ("created", "admitted_at", "submitted_at", "finished_at", "progress", "due")
 _INTS = ("polls", "retries", "error_code")
 _JSON = ("payload", "result", "extra")
 
@@ -135,12 +178,24 @@ class GenerationStore:
         return gen
 
     def find(self, generation_id: str) -> Generation | None:
+        generation_id = internal_id(generation_id)
         try:
             provider = provider_of(generation_id)
         except NotFound:
             return None
         raw = self.r.hgetall(keys.generation(provider, generation_id))
         return _decode(raw) if raw else None
+
+    def find_in(self, pipe, generation_id: str):
+        """Queue `find` on a pipeline of our client (more commands ride in the same round
+        trip); returns a function of its reply giving the Generation or None."""
+        generation_id = internal_id(generation_id)
+        try:
+            provider = provider_of(generation_id)
+        except NotFound:
+            return lambda reply: None
+        pipe.hgetall(keys.generation(provider, generation_id))
+        return lambda reply: _decode(_raise_error(reply)) if reply else None
 
     def many(self, generation_ids: list[str]) -> list[Generation | None]:
         pipe = self.r.pipeline(transaction=False)
@@ -156,6 +211,28 @@ class GenerationStore:
 
     def move(self, gen_id: str, allowed: frozenset[str] | set[str] | tuple, to: str, **values) -> bool:
         """Move a record to `to` if it is in one of `allowed`; write `values` with it."""
+        key, args = self._move_args(gen_id, allowed, to, values)
+        moved, _ = self._transition(keys=[key], args=args)
+        return bool(int(moved))
+
+    def move_in(self, pipe, gen_id: str, allowed, to: str, **values):
+        """Queue `move` on a pipeline (any client of the same Redis: ours or RQ's), so it
+        shares the round trip of other commands; returns a function of its reply giving
+        `moved`. Raw EVALSHA: a redis-py Script on a pipeline costs a SCRIPT EXISTS round
+        trip per execute. A NOSCRIPT reply (Redis lost its script cache) reruns the move
+        through the loading path, so the pipeline must not be a MULTI whose other
+        commands depend on the move having happened."""
+        key, args = self._move_args(gen_id, allowed, to, values)
+        pipe.evalsha(self._transition.sha, 1, key, *args)
+
+        def moved(reply) -> bool:
+            if isinstance(reply, NoScriptError):
+                reply = self._transition(keys=[key], args=args)
+            return bool(int(_raise_error(reply)[0]))
+
+        return moved
+
+    def _move_args(self, gen_id, allowed, to, values) -> tuple[str, list]:
         ttl = 0
         if to in TERMINAL:
             values.setdefault("finished_at", time.time())
@@ -163,11 +240,14 @@ class GenerationStore:
         flat: list = []
         for k, v in _encode(values).items():
             flat += [k, v]
-        moved, _ = self._transition(
-            keys=[keys.generation(provider_of(gen_id), gen_id)],
-            args=[",".join(sorted(allowed)), to, ttl, *flat],
-        )
-        return bool(moved)
+        return keys.generation(provider_of(gen_id), gen_id), [",".join(sorted(allowed)), to, ttl, *flat]
+
+
+def _raise_error(reply):
+    """A pipeline run with raise_on_error=False hands errors back as replies."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def validate_reply(reply_url, reply_ref) -> None:
@@ -176,8 +256,21 @@ def validate_reply(reply_url, reply_ref) -> None:
             raise ValidationError("replyUrl must be an http(s) URL")
         if len(reply_url) > 1024:
             raise ValidationError("replyUrl is too long")
+        if not _has_host(reply_url) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in reply_url):
+            raise ValidationError("replyUrl must be an http(s) URL with a host and no spaces or control characters")
     if reply_ref is not None:
         if not isinstance(reply_ref, str):
             raise ValidationError("replyRef must be a string")
         if len(reply_ref) > 1024:
             raise ValidationError("replyRef is too long")
+
+
+def _has_host(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        return False
+    return bool(parts.hostname)

@@ -6,8 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
+from ..shapes import scheduler_row
 
 router = APIRouter()
+
+
+def _executing(d, spec: ProviderSpec) -> list[dict]:
+    """useapi's `executing` rows: `{<id>, <account>, started (ISO), elapsed ("MM:SS"), replyUrl, replyRef}`;
+    the id is the provider-shaped one for generations created through those endpoints."""
+    rows = d.running(spec.name)
+    gens = d.generations.many([row["id"] for row in rows]) if rows else []
+    return [scheduler_row(spec.name, spec.id_field, row, gen) for row, gen in zip(rows, gens)]
 
 
 def _routes(spec: ProviderSpec) -> None:
@@ -16,13 +25,14 @@ def _routes(spec: ProviderSpec) -> None:
         plus every account's load and the waiting lines."""
         d = request.app.state.dispatcher
         snap = await run_in_threadpool(d.available, spec.name)
-        executing = await run_in_threadpool(d.running, spec.name)
+        executing = await run_in_threadpool(_executing, d, spec)
         accounts = [
             {spec.id_field: a, "maxJobs": v["maxJobs"], "executing": v["executing"], "available": v["available"],
              "eligible": v["eligible"]}
             for a, v in sorted(snap["accounts"].items())
         ]
-        free = sorted((a for a in accounts if a["available"] > 0), key=lambda a: -a["available"])
+        free = sorted(({k: v for k, v in a.items() if k != "eligible"} for a in accounts if a["available"] > 0),
+                      key=lambda a: -a["available"])
         return {"executing": executing, "available": free, "accounts": accounts,
                 "waiting": snap["waiting"], "pinned": snap["pinned"]}
 

@@ -146,10 +146,11 @@ def test_cancel_waiting_job_leaves_the_line(dispatcher, sandbox):
 
 
 def test_no_wait_submission_is_refused_with_429(api, dispatcher, sandbox):
+    """The generic job endpoint (any operation not shaped by the useapi-compatible routes)."""
     register(dispatcher, sandbox, {"full@example.com": 1})
-    ok = api.post("/v1/runwayml/gen3turbo/create", json={"promptText": "x"})
+    ok = api.post("/v1/runwayml/text_to_video", json={"promptText": "x"})
     assert ok.status_code == 200 and ok.json()["status"] == "admitted"
-    refused = api.post("/v1/runwayml/gen3turbo/create", json={"promptText": "y", "wait": False})
+    refused = api.post("/v1/runwayml/text_to_video", json={"promptText": "y", "wait": False})
     assert refused.status_code == 429
     assert "Retry-After" in refused.headers
     assert "full@example.com 1/1" in refused.json()["error"]
@@ -157,10 +158,10 @@ def test_no_wait_submission_is_refused_with_429(api, dispatcher, sandbox):
 
 def test_job_endpoints_read_and_cancel(api, dispatcher, sandbox):
     register(dispatcher, sandbox, {"one@example.com": 1})
-    created = api.post("/v1/runwayml/gen3turbo/create",
+    created = api.post("/v1/runwayml/text_to_video",
                        json={"promptText": "x", "email": "one@example.com", "replyRef": "r1"}).json()
     read = api.get(f"/v1/jobs/{created['id']}").json()
-    assert read["provider"] == "runwayml" and read["operation"] == "gen3turbo/create"
+    assert read["provider"] == "runwayml" and read["operation"] == "text_to_video"
     assert read["account"] == "one@example.com" and read["replyRef"] == "r1"
     assert api.delete(f"/v1/jobs/{created['id']}").json()["status"] == "canceled"
     assert api.get("/v1/jobs/runwayml-" + "0" * 32).status_code == 404
