@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from . import keys
+from . import keys, lua
 from .errors import NotFound, ValidationError
 from .providers import ProviderSpec, Session
 from .providers.base import iso_utc
@@ -29,6 +29,7 @@ class Account:
     updated: float
     refreshed_at: float | None
     error_until: float | None = None
+    error_at: float | None = None
 
 
 def not_found_message(spec: ProviderSpec) -> str:
@@ -59,7 +60,7 @@ def validate_body(spec: ProviderSpec, body: dict, path_id: str | None) -> tuple[
         raise ValidationError("Parameter maxJobs is required")
     try:
         max_jobs = int(raw) if not isinstance(raw, bool) and float(raw) == int(float(raw)) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         max_jobs = None
     if max_jobs is None or not low <= max_jobs <= high:
         raise ValidationError(f"Parameter maxJobs must be an integer between {low} and {high}, got {raw!r}")
@@ -70,6 +71,7 @@ class AccountStore:
     def __init__(self, client, vault: Vault):
         self.r = client
         self.vault = vault
+        self._update_existing = lua.register(client, "update_existing")
 
     # -- writes ---------------------------------------------------------------
     def save(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session) -> str:
@@ -86,6 +88,7 @@ class AccountStore:
             "refreshed_at": now,
             "error": "",
             "error_until": "",
+            "error_at": "",
             "creds": self.vault.seal(credentials),
             "session": self.vault.seal(_session_dict(session)),
             "expires_at": session.expires_at,
@@ -98,21 +101,25 @@ class AccountStore:
         pipe.execute()
         return account_id
 
-    def save_session(self, provider: str, account_id: str, session: Session) -> None:
-        key = keys.account(provider, account_id)
-        self.r.hset(key, mapping={
+    def _update(self, provider: str, account_id: str, values: dict, incr: str = "") -> bool:
+        """Write fields only while the account exists (a late refresh never resurrects a deleted one)."""
+        flat: list = []
+        for k, v in values.items():
+            flat += [k, "" if v is None else v]
+        return bool(self._update_existing(keys=[keys.account(provider, account_id)], args=[incr, *flat]))
+
+    def save_session(self, provider: str, account_id: str, session: Session) -> bool:
+        return self._update(provider, account_id, {
             "session": self.vault.seal(_session_dict(session)),
             "expires_at": session.expires_at,
             "refreshed_at": time.time(),
-        })
+        }, incr="refreshes")
 
-    def flag(self, provider: str, account_id: str, error: str, *, until: float | None = None) -> None:
-        key = keys.account(provider, account_id)
-        if self.r.exists(key):
-            self.r.hset(key, mapping={"error": error, "error_at": time.time(), "error_until": until or ""})
+    def flag(self, provider: str, account_id: str, error: str, *, until: float | None = None) -> bool:
+        return self._update(provider, account_id, {"error": error, "error_at": time.time(), "error_until": until})
 
-    def unflag(self, provider: str, account_id: str) -> None:
-        self.r.hset(keys.account(provider, account_id), mapping={"error": "", "error_until": ""})
+    def unflag(self, provider: str, account_id: str) -> bool:
+        return self._update(provider, account_id, {"error": "", "error_until": "", "error_at": ""})
 
     def delete(self, spec: ProviderSpec, account_id: str) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -150,6 +157,7 @@ class AccountStore:
             updated=float(raw.get("updated") or 0),
             refreshed_at=float(raw["refreshed_at"]) if raw.get("refreshed_at") else None,
             error_until=float(raw["error_until"]) if raw.get("error_until") else None,
+            error_at=float(raw["error_at"]) if raw.get("error_at") else None,
         )
 
 
@@ -172,10 +180,16 @@ def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None
         view["tokenExpiresUTC"] = iso_utc(account.session.expires_at)
     view.update(account.extra)
     if account.refreshed_at:
+        view["lastRefreshed"] = account.refreshed_at
         view["lastRefreshedUTC"] = iso_utc(account.refreshed_at)
     if cooldown_until and cooldown_until > time.time():
         view["cooldownUntil"] = cooldown_until
         view["cooldownUntilUTC"] = iso_utc(cooldown_until)
     if account.error:
         view["error"] = account.error
+        if account.error_at:
+            view["errorUTC"] = iso_utc(account.error_at)
+        if account.error_until:  # a temporary flag (596 hold): back in rotation at this time
+            view["errorUntil"] = account.error_until
+            view["errorUntilUTC"] = iso_utc(account.error_until)
     return view

@@ -5,6 +5,17 @@ it refreshes, single-flight per account across all processes: one caller takes
 a Redis lock and refreshes, the others wait for its result. A refresh that
 fails takes the account out of rotation with useapi's error text; a token that
 cannot be refreshed (MiniMax) flags the account before it expires.
+
+The margin (`refresh_margin`) is the larger of
+- the configured rule: `refresh_margin_ratio` of the token's lifetime, at most
+  `refresh_margin` seconds (default 10 % or 5 minutes, whichever is smaller), and
+- the transit guard: `refresh_margin_floor` seconds (default 1 s), at most half the
+  lifetime. A token is checked just before a request is sent, and the request
+  reaches the upstream a moment later: one HTTP round trip, normally
+  milliseconds, but a loaded host can stall a process for hundreds of them. The
+  10 % rule alone gives a 3-second token 0.3 s, which such a stall can eat; one
+  second covers it with room to spare, and capping it at half the lifetime keeps
+  very short tokens usable. Real tokens (hours, days) never notice the floor.
 """
 
 from __future__ import annotations
@@ -12,7 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from . import keys, providers
+from . import keys, metrics, providers
 from .errors import DispatcherError, LoginFailed, UpstreamError
 from .health import refresh_failed_message
 from .logging import get_logger
@@ -28,51 +39,95 @@ class AccountUnusable(DispatcherError):
     status = 503
 
 
-def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stale_token: str | None = None) -> str:
-    spec = providers.get(provider)
-    account = d.accounts.get(spec, account_id)
-    if account.error:
-        raise AccountUnusable(f"Account {account_id} is flagged: {account.error}")
-    session = account.session
-    now = time.time()
-    if session and not force and now < session.expires_at - d.refresh_margin(session):
-        return session.token
-    if session and force and stale_token and session.token != stale_token:
-        return session.token  # someone already replaced the token that failed
-    if spec.refresh == "none":
-        if session and now < session.expires_at and not force:
-            d.flag_account(provider, account_id, _expiring_message(session.expires_at))
-        else:
-            d.flag_account(provider, account_id, refresh_failed_message(now))
-        raise AccountUnusable(f"Account {account_id} token cannot be refreshed")
-    return _refresh_single_flight(d, spec, account_id, seen=session.token if session else None)
+# -- the margin: pure functions of the settings and the session -------------------------
 
 
-def _expiring_message(expires_at: float) -> str:
+def lifetime(session) -> float:
+    return max(session.expires_at - session.issued_at, 0.0)
+
+
+def transit_guard(settings, session) -> float:
+    """Seconds a token must still be valid when a request leaves, to be valid when it arrives."""
+    floor = settings.refresh_margin_floor
+    return max(min(floor, lifetime(session) / 2), 0.0)
+
+
+def refresh_margin(settings, session) -> float:
+    """Refresh (or, when impossible, stop using) a token this many seconds before it expires."""
+    rule = min(settings.refresh_margin, settings.refresh_margin_ratio * lifetime(session))
+    return max(rule, transit_guard(settings, session))
+
+
+def expiring_message(expires_at: float) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
     return f"Token expires {stamp} and cannot be refreshed; POST the account with a new token"
 
 
-def _refresh_single_flight(d, spec, account_id: str, *, seen: str | None) -> str:
+# -- ensure_token ---------------------------------------------------------------------
+
+
+def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stale_token: str | None = None,
+                 flagged_ok: bool = False) -> str:
+    """A token for `account_id` that stays valid until the request reaches the upstream.
+
+    - outside the margin: the stored token, no I/O beyond one Redis read;
+    - inside it (or `force`, after an upstream 401 on `stale_token`): a
+      single-flight refresh, or, for a provider that cannot refresh, the
+      account is flagged and `AccountUnusable` raised;
+    - a flagged account raises `AccountUnusable`, unless `flagged_ok` (a poll of
+      a generation the upstream already accepted): then its token is used for
+      as long as it works, and renewed where the provider allows it.
+    Raises `UpstreamError` when a refresh failed transiently (retry later)."""
+    spec = providers.get(provider)
+    account = d.accounts.get(spec, account_id)
+    if account.error and not flagged_ok:
+        raise AccountUnusable(f"Account {account_id} is flagged: {account.error}")
+    session = account.session
+    now = time.time()
+    if session and not force:
+        # out of rotation the account takes no new work: its token serves polls to the last safe moment
+        guard = transit_guard(d.settings, session) if account.error else d.refresh_margin(session)
+        if now < session.expires_at - guard:
+            return session.token
+    if session and force and stale_token and session.token != stale_token:
+        return session.token  # someone already replaced the token that failed
+    if spec.refresh == "none":
+        if account.error:
+            raise AccountUnusable(f"Account {account_id} is flagged ({account.error}) and its token has expired")
+        if session and now < session.expires_at and not force:
+            d.flag_account(provider, account_id, expiring_message(session.expires_at))
+        else:
+            d.flag_account(provider, account_id, refresh_failed_message(now))
+        raise AccountUnusable(f"Account {account_id} token cannot be refreshed")
+    return _refresh_single_flight(d, spec, account_id, seen=session.token if session else None,
+                                  flagged_ok=flagged_ok)
+
+
+def _refresh_single_flight(d, spec, account_id: str, *, seen: str | None, flagged_ok: bool = False,
+                           wait: bool = True) -> str | None:
+    """Refresh under the account's lock; without the lock wait for the holder's result
+    (or, with wait=False, return None at once: someone is already refreshing)."""
     lock = keys.refresh_lock(spec.name, account_id)
     me = uuid.uuid4().hex
-    if d.r.set(lock, me, nx=True, px=LOCK_TTL_MS):
-        try:
-            return _refresh(d, spec, account_id, seen=seen)
-        finally:
-            _unlock(d.r, lock, me)
     deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        account = d.accounts.get(spec, account_id)
-        if account.error:
-            raise AccountUnusable(f"Account {account_id} is flagged: {account.error}")
-        if account.session and account.session.token != seen:
-            return account.session.token
-        if not d.r.exists(lock):
-            # the holder gave up without a new token: take the lock ourselves
-            return _refresh_single_flight(d, spec, account_id, seen=seen)
-    raise UpstreamError(f"token refresh for {account_id} is still running", status=503)
+    while True:
+        if d.r.set(lock, me, nx=True, px=LOCK_TTL_MS):
+            try:
+                return _refresh(d, spec, account_id, seen=seen)
+            finally:
+                _unlock(d.r, lock, me)
+        if not wait:
+            return None
+        while d.r.exists(lock):
+            if time.monotonic() >= deadline:
+                raise UpstreamError(f"token refresh for {account_id} is still running", status=503)
+            time.sleep(0.02)
+            account = d.accounts.get(spec, account_id)
+            if account.error and not flagged_ok:
+                raise AccountUnusable(f"Account {account_id} is flagged: {account.error}")
+            if account.session and account.session.token != seen:
+                return account.session.token
+        # the lock is gone: the holder finished (its token is read under our own lock) or gave up
 
 
 def _refresh(d, spec, account_id: str, *, seen: str | None) -> str:
@@ -82,19 +137,35 @@ def _refresh(d, spec, account_id: str, *, seen: str | None) -> str:
         return session.token  # refreshed by someone else meanwhile
     adapter = d.adapter(spec.name)
     try:
-        fresh = adapter.refresh(account.credentials, session) if session else adapter.login(account.credentials)
+        fresh = _renew(adapter, spec, account.credentials, session)
     except LoginFailed as exc:
+        metrics.refresh_failed(d, spec.name, account_id, "refused")
         d.flag_account(spec.name, account_id, refresh_failed_message())
         log.warning("token refresh refused", provider=spec.name, account=account_id, reason=exc.message)
         raise AccountUnusable(f"Account {account_id}: {exc.message}") from None
     except UpstreamError:
+        metrics.refresh_failed(d, spec.name, account_id, "upstream")
         raise  # transient: the caller retries with backoff
-    d.accounts.save_session(spec.name, account_id, fresh)
+    if not d.accounts.save_session(spec.name, account_id, fresh):
+        raise AccountUnusable(f"Account {account_id} was deleted")
     cap = d.capacity(spec.name)
     d.dispatch(cap.set_usable_until(account_id, d.usable_until_ms(spec, fresh)))
-    d.r.hincrby(keys.account(spec.name, account_id), "refreshes", 1)
     log.info("token refreshed", provider=spec.name, account=account_id, expires_at=fresh.expires_at)
     return fresh.token
+
+
+def _renew(adapter, spec, credentials: dict, session):
+    """Refresh the session; a refused refresh token falls back to a full login once
+    (a rotated refresh token whose answer was lost must not cost the account)."""
+    if session is None:
+        return adapter.login(credentials)
+    try:
+        return adapter.refresh(credentials, session)
+    except LoginFailed:
+        if spec.refresh != "refresh_token":
+            raise
+        log.info("refresh token refused; logging in again", provider=spec.name, account=session.account_id)
+        return adapter.login(credentials)
 
 
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -104,10 +175,15 @@ def _unlock(r, key: str, me: str) -> None:
     r.eval(_UNLOCK, 1, key, me)
 
 
-def watch(d, provider: str, *, horizon: float = 0.0) -> int:
-    """Refresh every account of `provider` whose token enters its margin within `horizon` seconds.
+# -- the periodic watch ---------------------------------------------------------------
 
-    Run by the maintenance tick so that admission never waits on a login."""
+
+def watch(d, provider: str, *, horizon: float = 0.0) -> int:
+    """Refresh every account of `provider` whose token enters its margin within `horizon` seconds,
+    and flag those that cannot be refreshed once they are inside it. Returns the refreshes made.
+
+    Run by the maintenance tick so that admission never waits on a login. It never
+    waits on a refresh another process is already making."""
     spec = providers.get(provider)
     refreshed = 0
     now = time.time()
@@ -115,11 +191,17 @@ def watch(d, provider: str, *, horizon: float = 0.0) -> int:
         s = account.session
         if account.error or s is None:
             continue
-        if now + horizon >= s.expires_at - d.refresh_margin(s):
-            try:
-                ensure_token(d, provider, account.id)
+        margin = d.refresh_margin(s)
+        if now + horizon < s.expires_at - margin:
+            continue
+        try:
+            if spec.refresh == "none":
+                if now >= s.expires_at - margin:
+                    ensure_token(d, provider, account.id)  # flags it: before expiry, with the reason
+                continue
+            if _refresh_single_flight(d, spec, account.id, seen=s.token, wait=False) is not None:
                 refreshed += 1
-            except (AccountUnusable, UpstreamError) as exc:
-                log.warning("token watch could not refresh", provider=provider, account=account.id,
-                            error=getattr(exc, "message", type(exc).__name__))
+        except (AccountUnusable, UpstreamError) as exc:
+            log.warning("token watch could not refresh", provider=provider, account=account.id,
+                        error=getattr(exc, "message", type(exc).__name__))
     return refreshed
