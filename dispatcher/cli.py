@@ -59,7 +59,7 @@ def serve(host, port):
 @click.option("--processes", "-n", type=int, default=2, show_default=True, help="Worker processes.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty (tests).")
 def worker(processes, burst):
-    """Run RQ workers (with RQ's scheduler) and the maintenance tick."""
+    """Run RQ worker processes; each also runs the maintenance loop (one active at a time)."""
     from workers.pool import run_pool
 
     run_pool(_settings(), processes=processes, burst=burst)
@@ -179,9 +179,9 @@ def demo(once, jobs):
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=9181, show_default=True)
-@click.option("--username", envvar="DISPATCHER_DASHBOARD_USER", help="Basic-auth user (required off loopback).")
-@click.option("--password", envvar="DISPATCHER_DASHBOARD_PASSWORD", help="Basic-auth password.")
+@click.option("--port", type=int, default=None, help="Port (DISPATCHER_DASHBOARD_PORT, default 9181).")
+@click.option("--username", help="Basic-auth user, required off loopback (DISPATCHER_DASHBOARD_USER).")
+@click.option("--password", help="Basic-auth password (DISPATCHER_DASHBOARD_PASSWORD).")
 def dashboard(host, port, username, password):
     """Run rq-dashboard against the dispatcher's Redis (loopback by default)."""
     from .dashboard import run_dashboard

@@ -90,7 +90,8 @@ def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
 
 
 def get_logger(**bound):
-    return structlog.get_logger("dispatcher").bind(**bound)
+    """A lazy logger: it takes the configuration in force when it first logs, not at import."""
+    return structlog.get_logger("dispatcher", **bound)
 
 
 bind = structlog.contextvars.bind_contextvars

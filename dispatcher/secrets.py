@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from .errors import ConfigurationError
-from .logging import register_secret
+from .logging import SECRET_KEYS, register_secret
 
 MASK = "…secured…"
 
@@ -36,20 +36,25 @@ def mask_token(value) -> str | None:
 
 
 def _read_or_create(path: Path, make) -> str:
+    """Read a generated secret, or create it once (mode 0600), safe against concurrent first starts."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_stdlib_secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, value.encode())
-    except Exception:
+        os.write(fd, make().encode())
+    finally:
         os.close(fd)
-        raise
-    os.close(fd)
-    return value
+    try:
+        os.link(tmp, path)  # atomic: exactly one process's value wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
 
 
 class Vault:
@@ -84,11 +89,12 @@ class Vault:
         return data
 
 
-def _leaves(data):
+def _leaves(data, key: str = ""):
+    """The values stored under secret-named keys (passwords, cookies, tokens), not ids."""
     if isinstance(data, dict):
-        for v in data.values():
-            yield from _leaves(v)
-    elif isinstance(data, str):
+        for k, v in data.items():
+            yield from _leaves(v, str(k))
+    elif isinstance(data, str) and key.lower() in SECRET_KEYS:
         yield data
 
 

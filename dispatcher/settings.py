@@ -40,6 +40,7 @@ class Settings:
     callback_retries: int = 5
     refresh_margin: float = 300.0  # refresh a JWT this many seconds before expiry (at most)
     refresh_margin_ratio: float = 0.10  # ... or this share of its lifetime, whichever is smaller
+    refresh_margin_floor: float = 1.0  # ... but never less than this (covers check-to-request delay)
     cooldown_429: float = 30.0  # default cooldown after an upstream 429 without Retry-After
     cooldown_596: float = 3 * 3600.0  # account-on-hold cooldown
     upstream_retries: int = 4  # 5xx/timeouts retried this often before a generation fails
@@ -47,7 +48,10 @@ class Settings:
     failure_window: float = 60.0  # seconds of calls the failure-rate cooldown looks at
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
-    metrics: bool = True
+    metrics: bool = True  # count admissions, outcomes, step latency… in Redis for /metrics
+    dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
+    dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
+    dashboard_password: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
