@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from . import keys, providers
+from . import keys, metrics, providers
 from .accounts import AccountStore, render, validate_body
 from .capacity import Admission, Capacity
 from .connection import connect, connect_rq, url_for
@@ -73,15 +73,19 @@ class Dispatcher:
         return int(session.expires_at * 1000)
 
     def refresh_margin(self, session: Session) -> float:
-        lifetime = max(session.expires_at - session.issued_at, 0)
-        return min(self.settings.refresh_margin, self.settings.refresh_margin_ratio * lifetime)
+        from .tokens import refresh_margin  # the rule and its transit-guard floor live with the JWT watch
+
+        return refresh_margin(self.settings, session)
 
     # -- accounts -----------------------------------------------------------------
     def upsert_account(self, provider: str, body: dict, path_id: str | None = None) -> dict:
         """Log in upstream, then store the account (create or replace) and open its slots."""
         spec = providers.get(provider)
         credentials, max_jobs = validate_body(spec, body, path_id)
-        session = self.adapter(provider).login(credentials)  # raises LoginFailed: nothing stored
+        try:
+            session = self.adapter(provider).login(credentials)  # raises LoginFailed: nothing stored
+        except UnicodeEncodeError:  # a credential sent in an HTTP header (token, cookie) must be ASCII
+            raise ValidationError("A credential holds characters that cannot be sent upstream (not ASCII)") from None
         account_id = self.accounts.save(spec, credentials, max_jobs, session)
         cap = self.capacity(provider)
         cap.set_cooldown(account_id, None)
@@ -125,7 +129,9 @@ class Dispatcher:
         With `hold` (596: account on hold) the flag clears itself after that many seconds."""
         self.accounts.flag(provider, account_id, error, until=time.time() + hold if hold else None)
         self.capacity(provider).disable_account(account_id)
+        metrics.flagged(self, provider, account_id)
         log.warning("account flagged", provider=provider, account=account_id, error=error)
+        self.fail_stranded(provider)
 
     def unflag_expired(self, provider: str) -> None:
         """Return accounts whose temporary flag (hold) has ended to rotation."""
@@ -140,6 +146,7 @@ class Dispatcher:
         """Keep an account out of rotation for a while (429, failure rate); it returns by itself."""
         until_ms = int((time.time() + seconds) * 1000)
         self.dispatch(self.capacity(provider).set_cooldown(account_id, until_ms))
+        metrics.cooldown(self, provider, account_id)
         log.info("account cooling down", provider=provider, account=account_id, seconds=round(seconds, 3))
 
     def health_ok(self, provider: str, account_id: str) -> None:
@@ -158,14 +165,50 @@ class Dispatcher:
         self.dispatch(cap.release(gen.id))
         result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True)
         self.dispatch(result.admitted)
+        if gen.extra.get("fail_fast"):
+            self.fail_stranded(gen.provider)
+
+    def fail_stranded(self, provider: str) -> int:
+        """Fail the `fail_fast` generations (useapi semantics) that wait for accounts all out of
+        rotation: those pinned to a flagged account, and every waiter once all accounts are flagged.
+        They fail with the account's error and useapi's code (412 out of credits, else 596)."""
+        from .shapes import account_error_code
+
+        flagged = {a.id: a.error for a in self.accounts.all(providers.get(provider)) if a.error}
+        if not flagged:
+            return 0
+        lines = [(a, keys.pinned(provider, a)) for a in sorted(flagged)]
+        if set(flagged) == set(self.accounts.ids(provider)):
+            lines.append((None, keys.waiting(provider)))
+        cap, failed = self.capacity(provider), 0
+        for account, line in lines:
+            ids = self.r.lrange(line, 0, -1)
+            for gen in self.generations.many(ids) if ids else ():
+                if gen is None or gen.state != WAITING or not gen.extra.get("fail_fast"):
+                    continue
+                errors = [flagged[account]] if account else [flagged[a] for a in sorted(flagged)]
+                code = 412 if all(account_error_code(e) == 412 for e in errors) else 596
+                if self.generations.move(gen.id, {WAITING}, FAILED, error="; ".join(errors), error_code=code):
+                    cap.cancel_waiting(gen.id, gen.pinned)
+                    if cap.holder(gen.id):  # admitted meanwhile (account re-posted): give the slot back
+                        self.dispatch(cap.release(gen.id))
+                    self.finished(gen.id)
+                    failed += 1
+        return failed
 
     # -- generations ----------------------------------------------------------------
     def submit(self, provider: str, operation: str, payload: dict | None = None, *, account: str | None = None,
-               reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True) -> "Handle":
+               reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True,
+               extra: dict | None = None) -> "Handle":
+        """`extra` is kept on the record: `shape` (render as that provider's status object, see
+        `dispatcher.shapes`) and `fail_fast` (fail rather than wait when no account it may use is in rotation)."""
         spec = providers.get(provider)
         payload = self._check_submission(spec, operation, payload, account, reply_url, reply_ref)
+        if extra is not None and not isinstance(extra, dict):
+            raise ValidationError("extra must be a dict")
         gen = Generation(id=new_id(provider), provider=provider, operation=operation, payload=payload,
-                         state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref)
+                         state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
+                         extra=dict(extra or {}))
         self.generations.create(gen)
         try:
             result = self.capacity(provider).acquire(gen.id, account=account, known=account is not None, wait=wait)
@@ -196,7 +239,7 @@ class Dispatcher:
         if account is not None:
             if not isinstance(account, str) or not self.accounts.exists(spec.name, account):
                 raise NotFound(f"Account {account} is not configured for {spec.name}")
-        elif not self.accounts.ids(spec.name):
+        elif not self.r.exists(keys.accounts(spec.name)):  # O(1), unlike listing the ids
             from .accounts import not_found_message
 
             raise NotFound(not_found_message(spec))
@@ -205,17 +248,20 @@ class Dispatcher:
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
         """Turn admissions made by a capacity script into start steps on RQ."""
         pending = list(admissions)
+        metrics.admitted(self, pending)
         while pending:
             a = pending.pop(0)
             provider = provider_of(a.generation_id)
-            moved = self.generations.move(a.generation_id, {WAITING}, ADMITTED, account=a.account,
-                                          admitted_at=time.time())
-            if not moved:
+            # the move (which records the step) and the start step's enqueue: one round trip
+            moved = self.steps.start_after(provider, a.generation_id, a.account, lambda pipe, job_id, a=a: (
+                self.generations.move_in(pipe, a.generation_id, {WAITING}, ADMITTED, account=a.account,
+                                         admitted_at=time.time(), step=job_id, due=time.time())))
+            if not moved:  # that start step is not the record's `step`: it exits at once
                 gen = self.generations.find(a.generation_id)
                 if gen is None or gen.terminal:  # canceled or gone while waiting: give the slot back
                     pending += self.capacity(provider).release(a.generation_id)
                     continue
-            self.steps.start(provider, a.generation_id, a.account)
+                self.steps.start(provider, a.generation_id, a.account)
 
     def get(self, generation_id: str) -> Generation:
         return self.generations.get(generation_id)
@@ -230,9 +276,13 @@ class Dispatcher:
             if self.capacity(provider).holder(gen.id):
                 self.dispatch(self.capacity(provider).release(gen.id))
         elif gen.state == ADMITTED and self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled"):
-            self.dispatch(self.capacity(provider).release(gen.id))
+            # its start step may be submitting right now: that step (or, if it died, the reaper)
+            # cancels any upstream job it created and only then releases the slot
+            pass
         elif gen.state == SUBMITTED:
-            token = self.token_for(provider, gen.account)
+            from .tokens import ensure_token  # a checked (refreshed if need be) token, never an expired one
+
+            token = ensure_token(self, provider, gen.account, flagged_ok=True)
             self.adapter(provider).cancel(token, gen.upstream_id)  # raises UpstreamError: nothing changes
             if self.generations.move(gen.id, {SUBMITTED}, CANCELED, error="canceled"):
                 self.dispatch(self.capacity(provider).release(gen.id))
@@ -242,14 +292,23 @@ class Dispatcher:
         log.info("generation canceled", generation_id=gen.id, provider=provider)
         return self.generations.get(gen.id)
 
-    def finished(self, generation_id: str) -> None:
-        """A generation reached a terminal state: fire its callback (never delays the release)."""
-        gen = self.generations.find(generation_id)
+    def finished(self, generation_id: str, gen: Generation | None = None) -> None:
+        """A generation reached a terminal state: fire its callback (never delays the release).
+
+        `gen`: the record as just written by its terminal move, when the caller has it
+        (saves reading it back)."""
+        gen = gen if gen is not None else self.generations.find(generation_id)
+        metrics.finished(self, gen)
         if gen and gen.reply_url:
             self.steps.callback(generation_id, self.settings.callback_retries)
 
     def callback_body(self, gen: Generation) -> dict:
-        """What a replyUrl receives: the generation as the status endpoint answers it."""
+        """What a replyUrl receives: the generation as the status endpoint answers it
+        (the provider-shaped object, with `replyRef`, for one created through those endpoints)."""
+        from . import shapes
+
+        if shapes.shape_of(gen):
+            return shapes.render(gen)
         return gen.to_dict()
 
     # -- tokens ---------------------------------------------------------------------
@@ -258,6 +317,23 @@ class Dispatcher:
         if account.session is None:
             raise UpstreamError(f"Account {account_id} has no session", status=401)
         return account.session.token
+
+    def upload(self, provider: str, account_id: str, data: bytes, name: str) -> dict:
+        """Upload a file (an image for a first frame, …) to one account upstream; uploads belong to
+        that account, so generations using it must run there. Returns the adapter's `{id, url}`."""
+        from .tokens import ensure_token
+
+        spec = providers.get(provider)
+        self.accounts.get(spec, account_id)  # 404 when unknown
+        adapter = self.adapter(provider)
+        token = ensure_token(self, provider, account_id)
+        try:
+            return adapter.upload(token, data, name)
+        except UpstreamError as exc:
+            if exc.status != 401:
+                raise
+            token = ensure_token(self, provider, account_id, force=True, stale_token=token)
+            return adapter.upload(token, data, name)
 
     # -- views ----------------------------------------------------------------------
     def available(self, provider: str) -> dict:

@@ -99,6 +99,7 @@ class Generation:
     polls: int = 0
     retries: int = 0
     step: str | None = None  # id of the one step job allowed to act on this generation
+    maybe_on: str | None = None  # account whose create answered ambiguously (it may hold the job)
     due: float | None = None  # when that step is meant to run (epoch s): a poll's backoff, for lag
     extra: dict = field(default_factory=dict)
 

@@ -144,6 +144,10 @@ class WorkerFleet:
             "DISPATCHER_API_TOKENS": ",".join(s.api_tokens), "DISPATCHER_LEASE_TTL": str(s.lease_ttl),
             "DISPATCHER_MAINTENANCE_INTERVAL": str(s.maintenance_interval), "DISPATCHER_LOG_FORMAT": "json",
             "DISPATCHER_REFRESH_MARGIN": str(s.refresh_margin),
+            "DISPATCHER_REFRESH_MARGIN_RATIO": str(s.refresh_margin_ratio),
+            "DISPATCHER_REFRESH_MARGIN_FLOOR": str(s.refresh_margin_floor),
+            "DISPATCHER_FAILURE_WINDOW": str(s.failure_window),
+            "DISPATCHER_UPSTREAM_TIMEOUT": str(s.upstream_timeout),
             "DISPATCHER_UPSTREAM_RETRIES": str(s.upstream_retries),
             "DISPATCHER_COOLDOWN_429": str(s.cooldown_429), "DISPATCHER_COOLDOWN_596": str(s.cooldown_596),
         })

@@ -2,58 +2,133 @@
 
 Every worker process runs the loop; a Redis lock makes exactly one of them
 active at a time. Each tick, per provider:
+- promote delayed steps (poll backoff, retries) whose time has come onto their
+  queues — done here rather than by RQ's scheduler, see `promote_scheduled`;
 - resume orphans: a live generation whose lease expired (its worker crashed)
   gets its lease renewed and its next step enqueued — `poll` when the
   upstream id was saved, `start` (idempotent) otherwise;
-- reap: leases of generations that are gone or finished return their slots;
+- reap: expired leases of generations that are gone or finished return their
+  slots (never a live one's: see `resume_orphans`);
 - pump: admit waiters where time made room (cooldowns ended);
 - JWT watch: refresh tokens ahead of expiry; return held accounts to rotation.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
 
 import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from dispatcher import keys
 from dispatcher import logging as dlog
+from dispatcher import providers
 from dispatcher.generations import LIVE
+from dispatcher.steps import all_queue_names, queue_name
 from dispatcher.tokens import watch
 
 log = dlog.get_logger()
 
 
+def promote_scheduled(d, queue_names: list[str], limit: int = 1000) -> int:
+    """Move delayed step jobs whose time has come onto their queues; returns how many.
+
+    RQ's own scheduler runs in a forked child process that survives a SIGKILLed
+    worker (an orphan holding the scheduler lock), and once it does die, the other
+    workers only take over after its 61 s lock and their 10-minute maintenance
+    pass: delayed polls would stall for minutes. Here it runs in the maintenance
+    tick, in the worker's own process and under a lock taken over within
+    max(3 ticks, 1 s). Each job is claimed with ZREM before it is enqueued, so two
+    ticks that overlap never enqueue it twice; one lost between the two (a crash)
+    is recovered by its generation's lease."""
+    promoted = 0
+    for name in queue_names:
+        registry = ScheduledJobRegistry(name, connection=d.rq)
+        due = registry.get_jobs_to_schedule(chunk_size=limit)
+        if not due:
+            continue
+        pipe = d.rq.pipeline(transaction=False)
+        for job_id in due:
+            pipe.zrem(registry.key, job_id)
+        claimed = [job_id for job_id, won in zip(due, pipe.execute()) if won]
+        queue = Queue(name, connection=d.rq)
+        with d.rq.pipeline() as pipe:
+            for job in Job.fetch_many(claimed, connection=d.rq):
+                if job is not None:
+                    queue.enqueue_job(job, pipeline=pipe)
+                    promoted += 1
+            pipe.execute()
+    return promoted
+
+
+def _steps_pending(d, provider: str, step_ids: list[str | None]) -> list[bool]:
+    """For each step job id: is it still in its queue or among the delayed (scheduled) steps?"""
+    name = queue_name(provider)
+    queued, scheduled = Queue(name, connection=d.rq).key, ScheduledJobRegistry(name, connection=d.rq).key
+    pipe = d.rq.pipeline(transaction=False)
+    for step in step_ids:
+        if step:
+            pipe.zscore(scheduled, step)
+            pipe.lpos(queued, step)
+    found = iter(pipe.execute())
+    out = []
+    for step in step_ids:
+        in_scheduled, in_queue = (next(found), next(found)) if step else (None, None)
+        out.append(in_scheduled is not None or in_queue is not None)
+    return out
+
+
 def resume_orphans(d, provider: str, limit: int = 500) -> int:
+    """Resume live generations whose lease expired; release the expired leases of the others.
+
+    Reaping happens here, record by record, rather than with the capacity `reap`
+    script: that script releases every lease expired at *its* instant, and a live
+    generation whose lease expired between our read and the reap would lose its
+    slot while its upstream job still runs (an oversubscribed account).
+
+    A generation whose current step still waits in its queue or among the
+    delayed steps is not an orphan, however long it waits (a backlog, a poll
+    backoff longer than the lease): its lease is renewed and nothing enqueued."""
     cap = d.capacity(provider)
     expired = cap.expired(limit)
     if not expired:
         return 0
     resumed = 0
-    for gen_id, gen in zip(expired, d.generations.many(expired)):
+    gens = d.generations.many(expired)
+    pending = _steps_pending(d, provider, [g.step if g is not None else None for g in gens])
+    pipe = d.r.pipeline(transaction=False)
+    pipe.time()
+    pipe.zmscore(keys.leases(provider), expired)
+    (seconds, micros), deadlines = pipe.execute()
+    now_ms = seconds * 1000 + micros // 1000
+    for gen_id, gen, waiting, deadline in zip(expired, gens, pending, deadlines):
         if gen is None or gen.state not in LIVE:
-            continue  # left for reap
-        if not cap.renew(gen_id):
+            d.dispatch(cap.release(gen_id))  # finished or gone: its slot returns
+            continue
+        if not cap.renew(gen_id) or waiting:
             continue
         if gen.upstream_id:
             d.steps.poll(provider, gen_id, gen.account)
         else:
             d.steps.start(provider, gen_id, gen.account or cap.holder(gen_id))
         resumed += 1
-        log.info("orphan resumed", generation_id=gen_id, provider=provider, upstream_id=gen.upstream_id)
+        # overdue: how long after its lease ran out; the lease ran out within lease_ttl of its worker's death
+        log.info("orphan resumed", generation_id=gen_id, provider=provider, upstream_id=gen.upstream_id,
+                 overdue_ms=None if deadline is None else int(now_ms - deadline))
     return resumed
 
 
 def tick(d, *, watch_horizon: float = 0.0) -> dict:
-    totals = {"resumed": 0, "reaped": 0, "refreshed": 0}
+    totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
+              "resumed": 0, "refreshed": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)
-        reaped, admitted = cap.reap()
-        totals["reaped"] += len(reaped)
-        d.dispatch(admitted)
         d.dispatch(cap.pump())
         d.unflag_expired(provider)
         totals["refreshed"] += watch(d, provider, horizon=watch_horizon)
@@ -74,6 +149,7 @@ class MaintenanceLoop(threading.Thread):
         ttl_ms = int(max(self.interval * 3, 1.0) * 1000)
         lock = keys.maintenance_lock()
         if self.d.r.set(lock, self.me, nx=True, px=ttl_ms):
+            log.info("maintenance lock taken", pid=os.getpid())
             return True
         if self.d.r.get(lock) == self.me:
             self.d.r.pexpire(lock, ttl_ms)

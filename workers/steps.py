@@ -11,11 +11,13 @@ and the create call carries the generation id as its idempotency key.
 
 from __future__ import annotations
 
+import os
 import time
 
 from dispatcher import logging as dlog
+from dispatcher import metrics
 from dispatcher import providers
-from dispatcher.errors import UpstreamError
+from dispatcher.errors import NotFound, UpstreamError
 from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, provider_of
 from dispatcher.health import COOLDOWN, FAIL, FLAG, REFRESH, RETRY, backoff, judge
 from dispatcher.tokens import AccountUnusable, ensure_token
@@ -23,12 +25,48 @@ from dispatcher.tokens import AccountUnusable, ensure_token
 from .context import dispatcher
 
 log = dlog.get_logger()
+POLL_RETRY_FACTOR = 3  # polls of an accepted job retry this many times longer than creates
 _STATES = {"succeeded": COMPLETED, "failed": FAILED, "canceled": CANCELED}
+TOKEN_REUSE_S = 0.25  # seconds after a token check during which the start step's poll reuses it
+
+
+class PollLag:
+    """Benchmark instrumentation, off unless `DISPATCHER_RECORD_POLL_LAG=1`: how late each
+    poll step starts (now - the `due` time its enqueue recorded), pushed to the Redis list
+    `PollLag.KEY` in batches (one RPUSH per BATCH samples or per second), so measuring
+    adds next to no round trips to the path it measures."""
+
+    KEY = "dsp:bench:poll_lag"
+    BATCH = 100
+
+    def __init__(self):
+        self.samples: list[str] = []
+        self.flushed = time.monotonic()
+
+    def add(self, d, seconds: float) -> None:
+        self.samples.append(f"{seconds:.4f}")
+        if len(self.samples) >= self.BATCH or time.monotonic() - self.flushed > 1.0:
+            samples, self.samples, self.flushed = self.samples, [], time.monotonic()
+            d.r.rpush(self.KEY, *samples)
+
+
+_lag = PollLag() if os.environ.get("DISPATCHER_RECORD_POLL_LAG") == "1" else None
 
 
 def _load(generation_id: str, step_id: str | None):
+    """The generation, unless gone, superseded or finished; its lease renewed in the same round
+    trip (harmless when it has none or the step turns out stale: renew only extends a lease)."""
     d = dispatcher()
-    gen = d.generations.find(generation_id)
+    try:
+        cap = d.capacity(provider_of(generation_id))
+    except NotFound:
+        return d, None
+    pipe = d.r.pipeline(transaction=False)
+    found = d.generations.find_in(pipe, generation_id)
+    renewed = cap.renew_in(pipe, generation_id)
+    record, renewal = pipe.execute(raise_on_error=False)
+    renewed(renewal)
+    gen = found(record)
     if gen is None:
         return d, None  # record gone (expired/never written): maintenance reaps any slot
     if step_id is not None and gen.step and gen.step != step_id:
@@ -42,11 +80,11 @@ def _load(generation_id: str, step_id: str | None):
 
 
 def _release(d, provider: str, generation_id: str) -> None:
-    cap = d.capacity(provider)
-    if cap.holder(generation_id):
-        d.dispatch(cap.release(generation_id))
+    # release is idempotent (a generation without a lease releases nothing): no HGET first
+    d.dispatch(d.capacity(provider).release(generation_id))
 
 
+@metrics.timed_step("start", dispatcher)
 def start(generation_id: str, step_id: str | None = None) -> str:
     d, gen = _load(generation_id, step_id)
     if gen is None:
@@ -61,16 +99,19 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     if gen.upstream_id:
         d.steps.poll(gen.provider, gen.id, gen.account)
         return "resumed"
-    cap.renew(gen.id)
-    adapter = d.adapter(gen.provider)
+    adapter = d.adapter(gen.provider)  # the lease was renewed by _load
     try:
-        token = _token(d, gen)
+        # after an ambiguous attempt (timeout, 5xx) the upstream may hold our job: stay on that
+        # account, flagged or not, and let the idempotency key return it
+        token = _poll_token(d, gen) if gen.maybe_on == gen.account else _token(d, gen)
+        checked = time.monotonic()
         try:
             upstream_id = adapter.create(token, gen.operation, gen.payload, gen.id)
         except UpstreamError as exc:
             if exc.status != 401:
                 raise
             token = ensure_token(d, gen.provider, gen.account, force=True, stale_token=token)
+            checked = time.monotonic()
             upstream_id = adapter.create(token, gen.operation, gen.payload, gen.id)
     except AccountUnusable as exc:
         return _reroute(d, gen, exc.message)
@@ -80,11 +121,19 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     if not d.generations.move(gen.id, {ADMITTED}, SUBMITTED, upstream_id=upstream_id, submitted_at=time.time()):
         current = d.generations.find(gen.id)
         if current is not None and current.state == CANCELED:  # canceled while we submitted
-            _quietly(adapter.cancel, token, upstream_id)
+            _quietly(lambda: adapter.cancel(_poll_token(d, gen), upstream_id))  # a checked token
             _release(d, gen.provider, gen.id)
         return "superseded"
     d.health_ok(gen.provider, gen.account)
-    d.steps.poll(gen.provider, gen.id, gen.account, delay=providers.get(gen.provider).backoff(0))
+    spec = providers.get(gen.provider)
+    if spec.poll_at_submit:  # one status call now: an instant answer finishes in this very step
+        gen.state, gen.upstream_id = SUBMITTED, upstream_id
+        # a create that answered within TOKEN_REUSE_S leaves the token outside its margin
+        # (the transit guard alone is 1 s): reuse it; after a slow create, check it again
+        reuse = token if time.monotonic() - checked < TOKEN_REUSE_S else None
+        outcome = _check(d, gen, reuse, inline=True)
+        return "submitted" if outcome == "polling" else outcome
+    d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.backoff(0))
     return "submitted"
 
 
@@ -92,9 +141,38 @@ def _token(d, gen) -> str:
     return ensure_token(d, gen.provider, gen.account)
 
 
+def _poll_token(d, gen) -> str:
+    """Accepted upstream: a flagged account keeps polling while its token works."""
+    return ensure_token(d, gen.provider, gen.account, flagged_ok=True)
+
+
+def _hold(d, gen, delay: float) -> None:
+    """Keep the lease across a delayed retry, so maintenance does not resume it early."""
+    d.capacity(gen.provider).renew(gen.id, ttl_ms=int((d.settings.lease_ttl + delay) * 1000))
+
+
 def _start_failed(d, gen, exc: UpstreamError) -> str:
     verdict = judge(exc, d.settings)
-    if verdict.action == REFRESH:  # 401 again after a forced refresh
+    if verdict.action == RETRY and gen.maybe_on != gen.account:
+        d.generations.update(gen.id, maybe_on=gen.account)  # the upstream may have accepted it
+        gen.maybe_on = gen.account
+    if gen.maybe_on == gen.account and verdict.action in (REFRESH, COOLDOWN, FLAG):
+        # never reroute a job the upstream may already run: apply the account's verdict,
+        # then ask the same account again (same idempotency key) or fail
+        if verdict.action == COOLDOWN:
+            d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
+        elif verdict.action == FLAG:
+            d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
+        return _retry_start(d, gen, exc, delay=max(verdict.cooldown if verdict.action == COOLDOWN else 0, 0))
+    if verdict.action == REFRESH:  # 401 again right after a forced refresh that worked
+        d.health_failed(gen.provider, gen.account)
+        retries = d.generations.incr(gen.id, "retries")
+        if retries <= d.settings.upstream_retries:
+            delay = backoff(retries)
+            _hold(d, gen, delay)
+            d.steps.start(gen.provider, gen.id, gen.account, delay=delay)
+            return "retrying"
+        # every fresh session refused: the account is unusable, the generation goes elsewhere
         d.flag_account(gen.provider, gen.account, _refresh_failed())
         return _reroute(d, gen, verdict.reason)
     if verdict.action == COOLDOWN:
@@ -105,11 +183,18 @@ def _start_failed(d, gen, exc: UpstreamError) -> str:
         return _reroute(d, gen, verdict.reason)
     if verdict.action == RETRY:
         d.health_failed(gen.provider, gen.account)
-        retries = d.generations.incr(gen.id, "retries")
-        if retries <= d.settings.upstream_retries:
-            d.steps.start(gen.provider, gen.id, gen.account, delay=backoff(retries))
-            return "retrying"
+        return _retry_start(d, gen, exc)
     return _fail(d, gen, exc, allowed={ADMITTED})
+
+
+def _retry_start(d, gen, exc: UpstreamError, delay: float = 0.0) -> str:
+    retries = d.generations.incr(gen.id, "retries")
+    if retries > d.settings.upstream_retries:
+        return _fail(d, gen, exc, allowed={ADMITTED})
+    delay = max(delay, backoff(retries))
+    _hold(d, gen, delay)
+    d.steps.start(gen.provider, gen.id, gen.account, delay=delay)
+    return "retrying"
 
 
 def _refresh_failed() -> str:
@@ -121,6 +206,7 @@ def _refresh_failed() -> str:
 def _reroute(d, gen, reason: str) -> str:
     """Not accepted upstream and the account left rotation: back to the line, for another account."""
     log.info("generation rerouted", reason=reason)
+    d.generations.update(gen.id, retries=0)  # a fresh retry budget on the next account
     d.requeue(gen.id)
     return "rerouted"
 
@@ -134,23 +220,35 @@ def _fail(d, gen, exc: UpstreamError, *, allowed) -> str:
     return "failed"
 
 
+@metrics.timed_step("poll", dispatcher)
 def poll(generation_id: str, step_id: str | None = None) -> str:
     d, gen = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
+    if _lag is not None and gen.due:
+        _lag.add(d, time.time() - gen.due)
     if not gen.upstream_id:
         return start(generation_id, None)
-    cap = d.capacity(gen.provider)
+    return _check(d, gen)
+
+
+def _check(d, gen, token: str | None = None, *, inline: bool = False) -> str:
+    """One status call upstream, then finish, or renew the lease and schedule the next poll.
+
+    `inline`: the start step's poll right after submitting (it does not count in `polls`,
+    so the backoff runs as if polling began after it). The lease was renewed by `_load`.
+    `token`: one checked a moment ago (the start step's, after a fast create); otherwise
+    it is checked here, so a slow create cannot leave it inside its margin."""
     spec = providers.get(gen.provider)
     adapter = d.adapter(gen.provider)
     try:
-        token = _token(d, gen)
+        token = token or _poll_token(d, gen)
         try:
             result = adapter.poll(token, gen.upstream_id)
         except UpstreamError as exc:
             if exc.status != 401:
                 raise
-            token = ensure_token(d, gen.provider, gen.account, force=True, stale_token=token)
+            token = ensure_token(d, gen.provider, gen.account, force=True, stale_token=token, flagged_ok=True)
             result = adapter.poll(token, gen.upstream_id)
     except AccountUnusable as exc:
         # accepted upstream, but the token no longer works and cannot be renewed
@@ -158,36 +256,38 @@ def poll(generation_id: str, step_id: str | None = None) -> str:
                      allowed={SUBMITTED})
     except UpstreamError as exc:
         return _poll_failed(d, gen, exc)
-    cap.renew(gen.id)
+    d.health_ok(gen.provider, gen.account)
     if result.done:
         return _finish(d, gen, result)
-    polls = d.generations.incr(gen.id, "polls")
-    d.generations.update(gen.id, progress=result.progress, retries=0)
-    d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.backoff(polls))
+    polls = gen.polls + (0 if inline else 1)  # only the current step writes `polls`
+    d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.backoff(polls),
+                 fields={"polls": polls, "progress": result.progress, "retries": 0})
     return "polling"
 
 
 def _poll_failed(d, gen, exc: UpstreamError) -> str:
     verdict = judge(exc, d.settings)
-    cap = d.capacity(gen.provider)
-    if verdict.action == REFRESH:
-        d.flag_account(gen.provider, gen.account, _refresh_failed())
-        return _fail(d, gen, exc, allowed={SUBMITTED})
     if verdict.action == COOLDOWN:
         d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
-        cap.renew(gen.id)
-        d.steps.poll(gen.provider, gen.id, gen.account, delay=max(verdict.cooldown, 1.0))
+        delay = max(verdict.cooldown, 1.0)
+        _hold(d, gen, delay)
+        d.steps.poll(gen.provider, gen.id, gen.account, delay=delay)
         return "throttled"
-    if verdict.action in (FLAG, RETRY):
+    if verdict.action in (FLAG, RETRY, REFRESH):  # REFRESH: 401 again right after a forced refresh
         if verdict.action == FLAG:
             d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
         else:
             d.health_failed(gen.provider, gen.account)
+        # the upstream already runs (and bills) this job: a poll gets a larger budget than a create
+        # before the generation is given up, with the same capped backoff between tries
         retries = d.generations.incr(gen.id, "retries")
-        if retries <= d.settings.upstream_retries:
-            cap.renew(gen.id)
-            d.steps.poll(gen.provider, gen.id, gen.account, delay=backoff(retries))
+        if retries <= POLL_RETRY_FACTOR * d.settings.upstream_retries:
+            delay = backoff(retries)
+            _hold(d, gen, delay)
+            d.steps.poll(gen.provider, gen.id, gen.account, delay=delay)
             return "retrying"
+        if verdict.action == REFRESH:  # every fresh session refused: out of rotation
+            d.flag_account(gen.provider, gen.account, _refresh_failed())
     return _fail(d, gen, exc, allowed={SUBMITTED})
 
 
@@ -199,9 +299,21 @@ def _finish(d, gen, result) -> str:
     else:
         values["error"] = result.error or f"upstream {result.state}"
         values["error_code"] = 422 if result.error and "moderat" in result.error.lower() else 500
-    if d.generations.move(gen.id, {SUBMITTED}, state, **values):
-        _release(d, gen.provider, gen.id)
-        d.finished(gen.id)
+    values["finished_at"] = time.time()
+    # the terminal move and the release in one round trip. The release does not wait for
+    # the move's answer: with the upstream done the slot is free either way, and a record
+    # that did not move was finished or canceled by someone else (release is idempotent).
+    pipe = d.r.pipeline(transaction=False)
+    moved = d.generations.move_in(pipe, gen.id, {SUBMITTED}, state, **values)
+    released = d.capacity(gen.provider).release_in(pipe, gen.id)
+    move_reply, release_reply = pipe.execute(raise_on_error=False)
+    ok = moved(move_reply)
+    d.dispatch(released(release_reply))
+    if ok:
+        gen.state = state
+        for name, value in values.items():
+            setattr(gen, name, value)
+        d.finished(gen.id, gen)
         log.info("generation finished", state=state)
     return state
 
@@ -209,7 +321,7 @@ def _finish(d, gen, result) -> str:
 def _quietly(fn, *args) -> None:
     try:
         fn(*args)
-    except UpstreamError:
+    except (UpstreamError, AccountUnusable):
         pass
 
 

@@ -7,6 +7,8 @@ trace or secret ever reaches a response. Every route but `/health` demands
 
 from __future__ import annotations
 
+import re
+
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +20,7 @@ from ..logging import get_logger
 from ..secrets import api_tokens, token_matches
 
 log = get_logger()
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})  # docs: schema only
 
 
 def error(message: str, code: int, headers: dict | None = None) -> JSONResponse:
@@ -27,7 +29,7 @@ def error(message: str, code: int, headers: dict | None = None) -> JSONResponse:
 
 def create_app(dispatcher) -> FastAPI:
     """Build the app around a `Dispatcher` (the app never builds its own core)."""
-    from . import accounts, jobs, scheduler
+    from . import accounts, compat, jobs, metrics, scheduler
 
     app = FastAPI(
         title="dispatcher",
@@ -68,9 +70,12 @@ def create_app(dispatcher) -> FastAPI:
         return error(f"Invalid request: {where} {first.get('msg', '')}".strip(), 400)
 
     @app.exception_handler(redis.RedisError)
-    async def redis_down(request: Request, exc: redis.RedisError):
-        log.warning("redis error", error=type(exc).__name__)
-        return error("Redis is unavailable; nothing was changed. Retry shortly.", 503, {"Retry-After": "5"})
+    async def redis_error(request: Request, exc: redis.RedisError):
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)):
+            log.warning("redis unavailable", error=type(exc).__name__)
+            return error("Redis is unavailable; nothing was changed. Retry shortly.", 503, {"Retry-After": "5"})
+        log.error("redis error", path=request.url.path, error=type(exc).__name__)
+        return error("Internal error", 500)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -83,5 +88,45 @@ def create_app(dispatcher) -> FastAPI:
 
     app.include_router(accounts.router)
     app.include_router(scheduler.router)
+    app.include_router(compat.router)  # before the generic `POST {prefix}/{operation}`
     app.include_router(jobs.router)
+    app.include_router(metrics.router)
+    _declare_errors(app)
     return app
+
+
+ERROR_SCHEMA = {"type": "object", "required": ["error", "code"], "title": "Error",
+                "properties": {"error": {"type": "string"}, "code": {"type": "integer"}}}
+_COMMON_ERRORS = {"401": "Missing or wrong API token", "503": "Redis is unavailable: nothing was changed"}
+_BODY_ERRORS = {"400": "Invalid request", "413": "Body larger than 1 MiB",
+                "415": "Content-Type is neither JSON nor form data"}
+
+
+def _declare_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document truthful: every operation may answer the one error shape
+    `{"error", "code"}` (`default`) and names the statuses every route shares; and every
+    `{name}` of a path is declared as a path parameter (routes that read `request.path_params`
+    have no typed parameter for FastAPI to document)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                declared = {p.get("name") for p in operation.get("parameters", ()) if p.get("in") == "path"}
+                for name in re.findall(r"{([^}:]+)}", path):
+                    if name not in declared:
+                        operation.setdefault("parameters", []).append(
+                            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+                responses = operation.setdefault("responses", {})
+                codes = dict(_COMMON_ERRORS, **(_BODY_ERRORS if "requestBody" in operation else {}))
+                for code, text in codes.items():
+                    responses.setdefault(code, {"description": text, "content": body})
+                responses.setdefault("default", {"description": "Any other error", "content": body})
+        return schema
+
+    app.openapi = openapi

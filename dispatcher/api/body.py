@@ -47,11 +47,23 @@ async def read_object(request: Request) -> dict:
     except UnicodeDecodeError:
         raise ValidationError("Request body is not valid UTF-8") from None
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ValidationError("Request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ValidationError("Request body must be a JSON object")
+    return value
+
+
+def _not_json(constant: str):
+    """Python's json reads NaN and ±Infinity; JSON has no such values (and upstreams refuse them)."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
     return value
 
 
