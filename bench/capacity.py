@@ -4,7 +4,8 @@
 
 Measures, in one run: Redis PING round trip; acquire, release and
 acquire+release pair latency (median and p99, µs); the acquire/PING ratio
-(target <= 1.5: an acquire should cost about one round trip); and pairs per
+(target <= 1.5: an acquire should cost about one round trip; each acquire and
+release is timed right after a PING, so the two share the machine's state); and pairs per
 second with 1 and with 8 client processes (target >= 5,000/s with 8 on a
 2-core machine). Five accounts with ample maxJobs, so every acquire is admitted.
 Each figure is the median over --repeat rounds. The last line is machine-readable:
@@ -38,11 +39,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def timed(fn, n: int) -> list[float]:
-    """Per-call latency in µs over n calls."""
+def timed(fn, n: int, ping=None, pings: list | None = None) -> list[float]:
+    """Per-call latency in µs over n calls; with `ping`, each call is preceded by a timed
+    PING appended to `pings`, so both are measured under the same conditions (on a
+    shared machine the latency drifts within seconds: a ratio of separate blocks drifts too)."""
     out = []
     clock = time.perf_counter_ns
     for i in range(n):
+        if ping is not None:
+            t0 = clock()
+            ping()
+            pings.append((clock() - t0) / 1000)
         t0 = clock()
         fn(i)
         out.append((clock() - t0) / 1000)
@@ -56,14 +63,14 @@ def latencies(url: str, n: int, tag: str) -> dict[str, list[float]]:
         client.ping()
         cap.acquire(f"warm{tag}-{i}")
         cap.release(f"warm{tag}-{i}")
-    out = {"ping": timed(lambda i: client.ping(), n)}
-    # acquire n, then release the same n: each measured alone, with the time
-    # Redis itself spends in the script (INFO commandstats) beside it
+    out = {"ping": []}
+    # acquire n, then release the same n, each call after a PING: each measured alone, with
+    # the time Redis itself spends in the script (INFO commandstats) beside it
     client.config_resetstat()
-    out["acquire"] = timed(lambda i: cap.acquire(f"l{tag}-{i}"), n)
+    out["acquire"] = timed(lambda i: cap.acquire(f"l{tag}-{i}"), n, client.ping, out["ping"])
     out["server_acquire"] = [_script_usec(client)]
     client.config_resetstat()
-    out["release"] = timed(lambda i: cap.release(f"l{tag}-{i}"), n)
+    out["release"] = timed(lambda i: cap.release(f"l{tag}-{i}"), n, client.ping, out["ping"])
     out["server_release"] = [_script_usec(client)]
 
     def pair(i):

@@ -64,6 +64,20 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as `DISPATCHER_*` variables, for child processes (workers, the API)."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[PREFIX + f.name.upper()] = str(value)
+        return env
+
     def with_(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 

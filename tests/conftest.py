@@ -136,23 +136,9 @@ class WorkerFleet:
         self.procs: list = []
 
     def env(self) -> dict:
-        s = self.settings
         env = dict(os.environ)
-        env.update({
-            "DISPATCHER_REDIS_URL": s.redis_url, "DISPATCHER_UPSTREAM_URL": s.upstream_url or "",
-            "DISPATCHER_SECRET_KEY": s.secret_key, "DISPATCHER_DATA_DIR": str(s.data_dir),
-            "DISPATCHER_API_TOKENS": ",".join(s.api_tokens), "DISPATCHER_LEASE_TTL": str(s.lease_ttl),
-            "DISPATCHER_MAINTENANCE_INTERVAL": str(s.maintenance_interval), "DISPATCHER_LOG_FORMAT": "json",
-            "DISPATCHER_REFRESH_MARGIN": str(s.refresh_margin),
-            "DISPATCHER_REFRESH_MARGIN_RATIO": str(s.refresh_margin_ratio),
-            "DISPATCHER_REFRESH_MARGIN_FLOOR": str(s.refresh_margin_floor),
-            "DISPATCHER_FAILURE_WINDOW": str(s.failure_window),
-            "DISPATCHER_UPSTREAM_TIMEOUT": str(s.upstream_timeout),
-            "DISPATCHER_UPSTREAM_RETRIES": str(s.upstream_retries),
-            "DISPATCHER_COOLDOWN_429": str(s.cooldown_429), "DISPATCHER_COOLDOWN_596": str(s.cooldown_596),
-        })
-        if s.callback_secret:
-            env["DISPATCHER_CALLBACK_SECRET"] = s.callback_secret
+        env.update(self.settings.to_env())
+        env["DISPATCHER_LOG_FORMAT"] = "json"
         return env
 
     def _spawn(self, index: int):

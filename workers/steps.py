@@ -32,7 +32,8 @@ TOKEN_REUSE_S = 0.25  # seconds after a token check during which the start step'
 
 class PollLag:
     """Benchmark instrumentation, off unless `DISPATCHER_RECORD_POLL_LAG=1`: how late each
-    poll step starts (now - the `due` time its enqueue recorded), pushed to the Redis list
+    poll step starts (now - the `due` time its enqueue recorded; RQ schedules delayed jobs
+    by whole seconds, so a poll may also start up to 1 s early), pushed to the Redis list
     `PollLag.KEY` in batches (one RPUSH per BATCH samples or per second), so measuring
     adds next to no round trips to the path it measures."""
 
@@ -43,8 +44,9 @@ class PollLag:
         self.samples: list[str] = []
         self.flushed = time.monotonic()
 
-    def add(self, d, seconds: float) -> None:
-        self.samples.append(f"{seconds:.4f}")
+    def add(self, d, due: float) -> None:
+        """One poll step started now; it was due at `due` (epoch s). Sample: "<due> <lag>"."""
+        self.samples.append(f"{due:.3f} {time.time() - due:.4f}")
         if len(self.samples) >= self.BATCH or time.monotonic() - self.flushed > 1.0:
             samples, self.samples, self.flushed = self.samples, [], time.monotonic()
             d.r.rpush(self.KEY, *samples)
@@ -118,7 +120,8 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     except UpstreamError as exc:
         return _start_failed(d, gen, exc)
     # the upstream accepted: save its id before anything else
-    if not d.generations.move(gen.id, {ADMITTED}, SUBMITTED, upstream_id=upstream_id, submitted_at=time.time()):
+    submitted_at = time.time()
+    if not d.generations.move(gen.id, {ADMITTED}, SUBMITTED, upstream_id=upstream_id, submitted_at=submitted_at):
         current = d.generations.find(gen.id)
         if current is not None and current.state == CANCELED:  # canceled while we submitted
             _quietly(lambda: adapter.cancel(_poll_token(d, gen), upstream_id))  # a checked token
@@ -127,7 +130,7 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     d.health_ok(gen.provider, gen.account)
     spec = providers.get(gen.provider)
     if spec.poll_at_submit:  # one status call now: an instant answer finishes in this very step
-        gen.state, gen.upstream_id = SUBMITTED, upstream_id
+        gen.state, gen.upstream_id, gen.submitted_at = SUBMITTED, upstream_id, submitted_at
         # a create that answered within TOKEN_REUSE_S leaves the token outside its margin
         # (the transit guard alone is 1 s): reuse it; after a slow create, check it again
         reuse = token if time.monotonic() - checked < TOKEN_REUSE_S else None
@@ -226,7 +229,7 @@ def poll(generation_id: str, step_id: str | None = None) -> str:
     if gen is None:
         return "skipped"
     if _lag is not None and gen.due:
-        _lag.add(d, time.time() - gen.due)
+        _lag.add(d, gen.due)
     if not gen.upstream_id:
         return start(generation_id, None)
     return _check(d, gen)
@@ -260,7 +263,8 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False) -> str:
     if result.done:
         return _finish(d, gen, result)
     polls = gen.polls + (0 if inline else 1)  # only the current step writes `polls`
-    d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.backoff(polls),
+    elapsed = time.time() - gen.submitted_at if gen.submitted_at else 0.0
+    d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.next_poll(polls, elapsed, result.progress),
                  fields={"polls": polls, "progress": result.progress, "retries": 0})
     return "polling"
 

@@ -14,6 +14,8 @@ import weakref
 from dataclasses import dataclass
 from importlib import resources
 
+from redis.exceptions import NoScriptError
+
 from .. import keys
 from ..errors import NoCapacity, NotFound, ValidationError
 from .prng import seed_arg
@@ -35,6 +37,26 @@ def script_sources() -> dict[str, str]:
 
 
 _SOURCES = script_sources()
+_NKEYS = 1  # KEYS of every capacity script: the cap key; scripts/_pump.lua derives the rest
+
+# scripts/_pump.lua names each key as the cap key's prefix + a suffix; keys.py stays the
+# one place names are made, so a renamed key there must fail loudly here, not diverge
+_DERIVED = {
+    keys.used: "used", keys.leases: "leases", keys.holder: "holder", keys.cooldown: "cooldown",
+    keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
+    keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
+}
+
+
+def _check_derived_names(provider: str) -> None:
+    cap = keys.cap(provider)
+    if not cap.endswith(":cap"):
+        raise RuntimeError(f"capacity scripts expect the cap key to end in ':cap', got {cap!r}")
+    prefix = cap[: -len("cap")]
+    for name_of, suffix in _DERIVED.items():
+        if name_of(provider) != prefix + suffix:
+            raise RuntimeError(f"scripts/_pump.lua derives {prefix + suffix!r} but keys.py names "
+                               f"{name_of(provider)!r}: keep them in step")
 _REGISTERED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -103,20 +125,49 @@ class Capacity:
         self.provider = _check_id("provider", provider)
         self.lease_ttl_ms = _check_int("lease_ttl_ms", lease_ttl_ms, minimum=1)
         self._rng = rng or random.SystemRandom()
-        # KEYS in the order of scripts/_pump.lua; the last is the pinned-line prefix.
-        # Encoded once: each call then only encodes its own arguments.
-        self._keys = tuple(k.encode() for k in (
-            keys.cap(provider), keys.used(provider), keys.leases(provider), keys.holder(provider),
-            keys.cooldown(provider), keys.usable_until(provider), keys.waiting(provider),
-            keys.pinned_lines(provider), keys.started(provider), keys.pinned(provider, ""),
-        ))
+        # The one declared key (scripts/_pump.lua names the others from its prefix),
+        # encoded once: each call then only encodes its own arguments.
+        _check_derived_names(provider)
+        self._keys = (keys.cap(provider).encode(),)
         self._scripts = _scripts_for(client)
 
     # -- plumbing ---------------------------------------------------------------
-    def _run(self, name: str, *args, seed: int | None = None, ttl_ms: int | None = None):
+    def _argv(self, args, seed, ttl_ms) -> tuple:
         seed = self._rng.getrandbits(31) if seed is None else seed
         ttl = self.lease_ttl_ms if ttl_ms is None else ttl_ms
-        return self._scripts[name](keys=self._keys, args=(seed_arg(seed), ttl, *args))
+        return (*self._keys, seed_arg(seed), ttl, *args)
+
+    def _run(self, name: str, *args, seed: int | None = None, ttl_ms: int | None = None):
+        return self._call(name, self._argv(args, seed, ttl_ms))
+
+    def _call(self, name: str, argv: tuple):
+        # EVALSHA straight through execute_command: redis-py's Script.__call__ rebuilds
+        # the argument tuple and wraps the call; here the keys are pre-encoded and a
+        # NOSCRIPT (empty script cache after a Redis restart) loads the script once.
+        script = self._scripts[name]
+        try:
+            return self.client.execute_command("EVALSHA", script.sha, _NKEYS, *argv)
+        except NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return self.client.execute_command("EVALSHA", script.sha, _NKEYS, *argv)
+
+    def _queue(self, pipe, name: str, *args, seed: int | None = None, ttl_ms: int | None = None):
+        """Queue a script on a pipeline (any client of the same Redis) so it shares a round
+        trip with other commands; returns a function turning its reply into the reply `_run`
+        would give. Raw EVALSHA (a Script on a pipeline costs a SCRIPT EXISTS round trip per
+        execute); a NOSCRIPT reply reruns the call through `_run`, which loads the script, so
+        the pipeline must not be a MULTI whose other commands depend on this one."""
+        argv = self._argv(args, seed, ttl_ms)
+        pipe.evalsha(self._scripts[name].sha, _NKEYS, *argv)
+
+        def read(reply):
+            if isinstance(reply, NoScriptError):
+                return self._call(name, argv)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        return read
 
     # -- leases -----------------------------------------------------------------
     def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
@@ -165,11 +216,22 @@ class Capacity:
         reply = self._run("release", _check_id("generation_id", generation_id), seed=seed)
         return _admissions(reply[1:])
 
+    def release_in(self, pipe, generation_id: str, *, seed: int | None = None):
+        """`release` queued on a pipeline; returns a function of its reply giving the admissions."""
+        read = self._queue(pipe, "release", _check_id("generation_id", generation_id), seed=seed)
+        return lambda reply: _admissions(read(reply)[1:])
+
     def renew(self, generation_id: str, *, ttl_ms: int | None = None) -> bool:
         """Push the lease deadline to now + ttl_ms; False when it holds no lease.
         ttl_ms <= 0 makes the lease expired at once (the next reap releases it)."""
         ttl = self.lease_ttl_ms if ttl_ms is None else _check_int("ttl_ms", ttl_ms)
         return bool(self._run("renew", _check_id("generation_id", generation_id), seed=0, ttl_ms=ttl))
+
+    def renew_in(self, pipe, generation_id: str, *, ttl_ms: int | None = None):
+        """`renew` queued on a pipeline; returns a function of its reply giving `renew`'s answer."""
+        ttl = self.lease_ttl_ms if ttl_ms is None else _check_int("ttl_ms", ttl_ms)
+        read = self._queue(pipe, "renew", _check_id("generation_id", generation_id), seed=0, ttl_ms=ttl)
+        return lambda reply: bool(read(reply))
 
     def expired(self, limit: int = 100) -> list[str]:
         """Generations whose lease deadline <= now (Redis TIME); changes nothing."""

@@ -100,6 +100,9 @@ class Adapter:
             raise UpstreamError("upstream answered a body that is not JSON", status=502) from None
 
 
+POLL_MIN_SHARE = 0.1  # a poll waits at least this share of the job's age (completion seen within ~10 %)
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """Everything the core needs to know about a provider, as data."""
@@ -118,9 +121,30 @@ class ProviderSpec:
     render_credentials: Callable[[dict], dict]  # stored credentials -> masked fields for GET
     operations: tuple[str, ...] = ()  # known operation paths ("videos/create", …); empty: any
     poll_backoff: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)  # seconds between polls, last repeats
+    # Poll once inside the start step, right after the upstream id is saved: an answer that is
+    # already final (instant jobs, early rejections) finishes without another RQ job or a
+    # scheduler round; otherwise polling goes on after poll_backoff[0]. Costs one status call.
+    poll_at_submit: bool = True
 
     def backoff(self, attempt: int) -> float:
         return self.poll_backoff[min(attempt, len(self.poll_backoff) - 1)]
+
+    def next_poll(self, attempt: int, elapsed: float, progress: float) -> float:
+        """Seconds until the next poll, after `attempt` polls, `elapsed` seconds after the upstream
+        accepted the job, which reports `progress` (0..1; 0 when the provider tells none).
+
+        Without progress: the backoff. With it: half the remaining time the progress implies,
+        kept between `poll_backoff`'s first and last steps and at least POLL_MIN_SHARE of the
+        elapsed time. A long job is then polled at the slow end of the range from its second
+        poll on, instead of walking through the short steps meant for short jobs (with many
+        generations submitted together, those early polls come in waves), and polls close in
+        as it nears its end, so its completion is seen sooner than a fixed 10 s tail would."""
+        base = self.backoff(attempt)
+        if not 0.0 < progress < 1.0 or elapsed <= 0.0:
+            return base
+        remaining = elapsed * (1.0 - progress) / progress
+        low, high = self.poll_backoff[0], self.poll_backoff[-1]
+        return min(max(0.5 * remaining, low, POLL_MIN_SHARE * elapsed), high)
 
 
 # -- small shared helpers for adapters -------------------------------------------

@@ -58,27 +58,6 @@ class Upstreams:
 
 
 @pytest.fixture
-def fleet(fleet, settings):
-    """The shared worker fleet, also passing the settings these tests tune that its env leaves out."""
-    base = fleet.env
-
-    def env() -> dict:
-        out = base()
-        out.update({
-            "DISPATCHER_REFRESH_MARGIN_RATIO": str(settings.refresh_margin_ratio),
-            "DISPATCHER_FAILURE_WINDOW": str(settings.failure_window),
-            "DISPATCHER_UPSTREAM_TIMEOUT": str(settings.upstream_timeout),
-        })
-        floor = getattr(settings, "refresh_margin_floor", None)
-        if floor is not None:
-            out["DISPATCHER_REFRESH_MARGIN_FLOOR"] = str(floor)
-        return out
-
-    fleet.env = env
-    return fleet
-
-
-@pytest.fixture
 def upstreams(sandbox, dispatcher) -> Upstreams:
     return Upstreams(sandbox, dispatcher)
 

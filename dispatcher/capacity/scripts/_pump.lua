@@ -1,24 +1,27 @@
 -- _pump.lua: shared prelude, prepended by the Python loader to every capacity
 -- script (see dispatcher/capacity/semaphore.py). It is never run on its own.
 --
--- KEYS (the same ten for every capacity script, all under one hash tag {p}):
---   1 cap           hash  account -> maxJobs (eligible, unflagged accounts only)
---   2 used          hash  account -> leases held (entries at 0 are deleted)
---   3 leases        zset  generation -> lease deadline ms (Redis TIME)
---   4 holder        hash  generation -> account
---   5 cooldown      hash  account -> ms until which it is ineligible
---   6 usable_until  hash  account -> ms from which it is ineligible
---   7 waiting       list  FIFO of generations waiting for any account
---   8 pinned_lines  set   accounts whose pinned line is non-empty
---   9 started       hash  generation -> ms its lease was taken
---  10 pinned prefix       "dsp:{p}:pinned:"; the line of account a is prefix..a
+-- KEYS: one, the same for every capacity script: the provider's `cap` hash,
+-- "dsp:{p}:cap". The other keys are named from its prefix "dsp:{p}:" (the names of
+-- dispatcher/keys.py, which semaphore.py checks against these suffixes at start-up):
+--   cap           hash  account -> maxJobs (eligible, unflagged accounts only)
+--   used          hash  account -> leases held (entries at 0 are deleted)
+--   leases        zset  generation -> lease deadline ms (Redis TIME)
+--   holder        hash  generation -> account
+--   cooldown      hash  account -> ms until which it is ineligible
+--   usable        hash  account -> ms from which it is ineligible (usable_until)
+--   waiting       list  FIFO of generations waiting for any account
+--   pinned_lines  set   accounts whose pinned line is non-empty
+--   started       hash  generation -> ms its lease was taken
+--   pinned:<a>    list  the pinned line of account a
 --
--- Pinned lines are addressed by a prefix, not declared one by one: the pump must
--- visit every pinned line, and the set of them is only known inside the script.
--- The prefix carries the provider's hash tag, so every derived key hashes to the
--- slot of the declared keys: the script stays single-slot and runs unchanged on
--- Redis Cluster (strictly, cluster scripts should declare every key; this is the
--- documented, deliberate exception).
+-- One declared key instead of ten: every call encodes and sends nine arguments
+-- fewer (the capacity calls sit on every step's path). Every derived name carries
+-- the declared key's hash tag, so it hashes to the same slot: the script stays
+-- single-slot, and the one declared key routes it on Redis Cluster, where it runs
+-- unchanged (strictly, cluster scripts should declare every key; the pinned lines,
+-- whose set is only known inside the script, always needed this exception, and
+-- the other names follow the same documented, deliberate rule).
 --
 -- ARGV common to the mutating scripts: 1 seed (MINSTD state, 1..2^31-2),
 -- 2 lease ttl ms for admissions made by the call; script arguments follow.
@@ -36,9 +39,11 @@
 -- explicit for older servers, a no-op on 7).
 if redis.replicate_commands then redis.replicate_commands() end
 
-local K_CAP, K_USED, K_LEASES, K_HOLDER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_STARTED, K_PINNED = KEYS[9], KEYS[10]
+local K_CAP = KEYS[1]
+local P = string.sub(K_CAP, 1, -4) -- "dsp:{p}:" (K_CAP ends in "cap")
+local K_USED, K_LEASES, K_HOLDER = P .. 'used', P .. 'leases', P .. 'holder'
+local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = P .. 'cooldown', P .. 'usable', P .. 'waiting', P .. 'pinned_lines'
+local K_STARTED, K_PINNED = P .. 'started', P .. 'pinned:'
 
 local NOW
 do

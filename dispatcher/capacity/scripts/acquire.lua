@@ -1,8 +1,6 @@
 -- acquire.lua: take a slot for one generation, or queue it.
--- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
---   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
---   pinned-line prefix), all under the provider's hash tag.
--- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+-- KEYS: the provider's cap key (one; the other names derive from it, see _pump.lua).
+-- Prelude: _pump.lua (key names, NOW, PRNG, admit, pump) is prepended at load.
 --
 -- ARGV: 1 seed, 2 ttl ms, 3 generation id, 4 pinned account ('' = any),
 --       5 wait ('1' queue when busy / '0' refuse), 6 known ('1' the pinned

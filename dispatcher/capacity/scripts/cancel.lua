@@ -1,8 +1,6 @@
 -- cancel.lua: take a waiting generation out of its line(s).
--- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
---   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
---   pinned-line prefix), all under the provider's hash tag.
--- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG) is prepended at load; no pump.
+-- KEYS: the provider's cap key (one; the other names derive from it, see _pump.lua).
+-- Prelude: _pump.lua (key names, NOW, PRNG) is prepended at load; no pump.
 --
 -- ARGV: 1 seed (unused), 2 ttl (unused), 3 generation id, 4 pinned account ('' none).
 -- Returns 1 when the generation was removed from a line, 0 otherwise.

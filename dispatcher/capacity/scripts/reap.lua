@@ -1,8 +1,6 @@
 -- reap.lua: release leases whose deadline has passed, then pump.
--- KEYS: the ten capacity keys, in the order listed in _pump.lua (cap, used,
---   leases, holder, cooldown, usable_until, waiting, pinned_lines, started,
---   pinned-line prefix), all under the provider's hash tag.
--- Prelude: _pump.lua (KEYS 1-10, NOW, PRNG, admit, pump) is prepended at load.
+-- KEYS: the provider's cap key (one; the other names derive from it, see _pump.lua).
+-- Prelude: _pump.lua (key names, NOW, PRNG, admit, pump) is prepended at load.
 --
 -- ARGV: 1 seed, 2 ttl ms (for the pump's admissions), 3 limit (max leases reaped).
 -- Returns {reaped generations (earliest deadline first), admissions flat {g, a, ...}}.

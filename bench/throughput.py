@@ -1,0 +1,188 @@
+"""Generations per second through the dispatcher vs. plain RQ jobs, instant upstream.
+
+    python bench/throughput.py [--jobs 1000] [--workers 2] [--repeat 3] [--accounts 10]
+
+One run, one private stack (embedded Redis, sandbox upstream), Riffusion accounts
+whose upstream takes no time (`sandbox_duration: 0`). Each round runs both sides
+with the same number of worker processes of the same class
+(`workers.pool.StepWorker`), the order alternating between rounds:
+
+- dispatcher: `Dispatcher.submit` for every generation (admission in Lua, waiting
+  line when every slot is taken), then the workers' step jobs: start (create
+  upstream, save its id) → poll (status, finish, release the slot, admit the next);
+- plain RQ: one job per generation that calls the same create + status (same
+  adapter, same httpx) with no balancing (accounts' tokens round-robin).
+
+Both sides are timed the same way: from the first submit/enqueue to the last
+generation's recorded end (`finished_at` of the record / RQ's `ended_at`), with
+the workers already running and warmed up. Figures are medians over rounds.
+The last line is machine-readable:
+
+    ratio=<x> dispatcher_per_s=<y> plain_rq_per_s=<z>
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import uuid
+from datetime import timezone
+from pathlib import Path
+
+import structlog
+
+# the bench process itself (the "backend" submitting) logs only warnings, not a line per
+# submit; set before dispatcher modules bind their loggers
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import PLAIN_QUEUE, Stack, median_spread  # noqa: E402
+
+PROVIDER = "riffusion"
+OPERATION = "music/generate"
+TARGET = 0.9
+
+
+def _wait_all(states, ids: list, timeout: float, label: str, group) -> None:
+    """Wait until every id is done. Generations end roughly in submission order, so
+    only the oldest pending ones are read (a bounded window per check, not all n):
+    the watching costs the measured system next to nothing."""
+    deadline = time.monotonic() + timeout
+    first, window = 0, 100
+    while first < len(ids):
+        done = states(ids[first:first + window])
+        while done and done[0]:
+            done.pop(0)
+            first += 1
+        if first >= len(ids):
+            return
+        group.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label}: {first}/{len(ids)} done in order after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def run_dispatcher(d, n: int, tag: str, group, timeout: float) -> float:
+    """Submit n generations; generations/s from the first submit to the last finish."""
+    r = d.r
+    t0 = time.time()
+    ids = [d.submit(PROVIDER, OPERATION, {"prompt": f"bench {tag} {i}", "sandbox_duration": 0}).id
+           for i in range(n)]
+    keys = [f"dsp:{{{PROVIDER}}}:gen:{gid}" for gid in ids]
+
+    def states(some: list) -> list[bool]:
+        pipe = r.pipeline(transaction=False)
+        for k in some:
+            pipe.hget(k, "state")
+        return [s in ("completed", "failed", "canceled") for s in pipe.execute()]
+
+    _wait_all(states, keys, timeout, "dispatcher", group)
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k, "state", "finished_at")
+    rows = pipe.execute()
+    bad = [s for s, _ in rows if s != "completed"]
+    if bad:
+        raise RuntimeError(f"dispatcher: {len(bad)} generations did not complete: {sorted(set(bad))}")
+    end = max(float(f) for _, f in rows)
+    return n / (end - t0)
+
+
+def run_plain(queue, base_url: str, tokens: list[str], n: int, tag: str, group, timeout: float) -> float:
+    """Enqueue n plain RQ jobs; generations/s from the first enqueue to the last job's end."""
+    from rq.job import Job
+
+    conn = queue.connection
+    t0 = time.time()
+    ids = []
+    for i in range(n):
+        job = queue.enqueue("bench._plain.plain_job", base_url, tokens[i % len(tokens)], OPERATION,
+                            {"prompt": f"plain {tag} {i}", "sandbox_duration": 0}, f"plain-{tag}-{i}",
+                            result_ttl=3600, job_timeout=120)
+        ids.append(job.id)
+
+    def states(some: list) -> list[bool]:
+        pipe = conn.pipeline(transaction=False)
+        for jid in some:
+            pipe.hget(f"rq:job:{jid}", "status")
+        return [s in (b"finished", b"failed") for s in pipe.execute()]
+
+    _wait_all(states, ids, timeout, "plain", group)
+    jobs = Job.fetch_many(ids, connection=conn)
+    bad = [j.id for j in jobs if j is None or j.get_status() != "finished" or j.return_value() != "succeeded"]
+    if bad:
+        raise RuntimeError(f"plain: {len(bad)} jobs did not succeed")
+    end = max(_epoch(j.ended_at) for j in jobs)
+    return n / (end - t0)
+
+
+def _epoch(dt) -> float:
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1000, help="generations per side per round")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes on each side")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; figures are medians")
+    parser.add_argument("--accounts", type=int, default=10, help="sandbox accounts (maxJobs 10 each)")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed generations before each timed batch")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one batch")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.workers < 1 or args.repeat < 1 or args.accounts < 1:
+        parser.error("--jobs, --workers, --repeat and --accounts must be >= 1")
+
+    from rq import Queue
+
+    rounds: list[tuple[float, float]] = []
+    with Stack(lease_ttl=30.0, maintenance_interval=1.0) as stack:
+        d = stack.dispatcher()
+        accounts = stack.add_accounts(d, PROVIDER, count=args.accounts, max_jobs=10, concurrency=10, duration=0)
+        tokens = [d.token_for(PROVIDER, a) for a, _ in accounts]
+        plain_queue = Queue(PLAIN_QUEUE, connection=d.rq)
+        base = stack.upstream_url
+
+        def dispatcher_side(r: int) -> float:
+            group = stack.workers(args.workers)
+            try:
+                run_dispatcher(d, args.warmup, f"w{r}", group, args.timeout)
+                return run_dispatcher(d, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group, args.timeout)
+            finally:
+                stack.stop_group(group)
+
+        def plain_side(r: int) -> float:
+            group = stack.workers(args.workers, plain=True)
+            try:
+                run_plain(plain_queue, base, tokens, args.warmup, f"w{r}", group, args.timeout)
+                return run_plain(plain_queue, base, tokens, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group,
+                                 args.timeout)
+            finally:
+                stack.stop_group(group)
+
+        for r in range(args.repeat):
+            if r % 2 == 0:
+                disp, plain = dispatcher_side(r), plain_side(r)
+            else:
+                plain, disp = plain_side(r), dispatcher_side(r)
+            rounds.append((disp, plain))
+            print(f"round {r + 1}: dispatcher {disp:.1f}/s  plain RQ {plain:.1f}/s  ratio {disp / plain:.3f}",
+                  flush=True)
+        stats = stack.stats()
+
+    disp_med, disp_lo, disp_hi = median_spread(d for d, _ in rounds)
+    plain_med, plain_lo, plain_hi = median_spread(p for _, p in rounds)
+    ratio_med, ratio_lo, ratio_hi = median_spread(d / p for d, p in rounds)
+    print(f"throughput bench: {args.jobs} generations per side per round, {args.workers} worker processes "
+          f"(workers.pool.StepWorker) per side, {args.accounts} accounts, instant upstream; medians of {args.repeat}")
+    print(f"{'dispatcher':<14}{disp_med:>10.1f} gen/s   (rounds {disp_lo:.1f}-{disp_hi:.1f})")
+    print(f"{'plain RQ':<14}{plain_med:>10.1f} gen/s   (rounds {plain_lo:.1f}-{plain_hi:.1f})")
+    print(f"{'ratio':<14}{ratio_med:>10.3f}         (target >= {TARGET}; rounds {ratio_lo:.3f}-{ratio_hi:.3f})")
+    print(f"sandbox: violations={stats['violations']} duplicates={stats['duplicates']}")
+    print(f"ratio={ratio_med:.3f} dispatcher_per_s={disp_med:.1f} plain_rq_per_s={plain_med:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
