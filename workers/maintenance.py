@@ -60,7 +60,7 @@ def promote_scheduled(d, queue_names: list[str], limit: int = 1000) -> int:
         with d.rq.pipeline() as pipe:
             for job in Job.fetch_many(claimed, connection=d.rq):
                 if job is not None:
-                    queue.enqueue_job(job, pipeline=pipe)
+                    queue.enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
                     promoted += 1
             pipe.execute()
     return promoted
