@@ -228,15 +228,10 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """The settings as DISPATCHER_* variables, for worker subprocesses."""
-        s = self.settings
         env = dict(os.environ)
-        env.update({
-            "DISPATCHER_REDIS_URL": s.redis_url, "DISPATCHER_UPSTREAM_URL": s.upstream_url,
-            "DISPATCHER_SECRET_KEY": s.secret_key, "DISPATCHER_DATA_DIR": str(s.data_dir),
-            "DISPATCHER_API_TOKENS": ",".join(s.api_tokens), "DISPATCHER_LEASE_TTL": str(s.lease_ttl),
-            "DISPATCHER_MAINTENANCE_INTERVAL": str(s.maintenance_interval), "DISPATCHER_LOG_FORMAT": "json",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        })
+        env.update(self.settings.to_env())
+        env["DISPATCHER_LOG_FORMAT"] = "json"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env.update(self.extra_env)
         return env
 
