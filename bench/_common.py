@@ -17,7 +17,6 @@ logic of the test fixtures (tests/conftest.py) without importing test code.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -126,15 +125,9 @@ class WorkerGroup:
 
     def log_lines(self) -> list[dict]:
         """Every JSON log line the group wrote (non-JSON lines are skipped)."""
-        out = []
-        for log in self.logs:
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        pass
-        return out
+        from dispatcher.logging import parse_json_lines
+
+        return [e for log in self.logs for e in parse_json_lines(log.read_text(errors="replace"))]
 
 
 def _tail(path: Path, n: int = 4000) -> str:

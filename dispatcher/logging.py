@@ -94,5 +94,20 @@ def get_logger(**bound):
     return structlog.get_logger("dispatcher", **bound)
 
 
+def parse_json_lines(text: str) -> list[dict]:
+    """The JSON log events in a captured log (other lines are skipped): for tests and tooling."""
+    import json
+
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
 bind = structlog.contextvars.bind_contextvars
 clear = structlog.contextvars.clear_contextvars

@@ -19,7 +19,7 @@ from dispatcher import metrics
 from dispatcher import providers
 from dispatcher.errors import NotFound, UpstreamError
 from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, provider_of
-from dispatcher.health import COOLDOWN, FAIL, FLAG, REFRESH, RETRY, backoff, judge
+from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge
 from dispatcher.tokens import AccountUnusable, ensure_token
 
 from .context import dispatcher

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from ..secrets import mask_whole
 from .base import Adapter, Poll, ProviderSpec, Session, iso_utc, json_error

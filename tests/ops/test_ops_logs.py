@@ -7,23 +7,11 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from dispatcher import logging as dlog
+from dispatcher.logging import parse_json_lines
 from dispatcher import providers
 from dispatcher.generations import LIVE
-
-
-def json_lines(text: str) -> list[dict]:
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 def test_a_full_run_logs_no_known_secret(api, dispatcher, sandbox, fleet, settings, wait, capfd, monkeypatch,
@@ -86,7 +74,7 @@ def test_a_full_run_logs_no_known_secret(api, dispatcher, sandbox, fleet, settin
         assert secret not in text, f"a secret ({secret[:4]}…) reached a log line or a response"
 
     # the run really exercised what it claims: JSON lines, bound context, refreshes, failures
-    events = json_lines(worker_logs)
+    events = parse_json_lines(worker_logs)
     finished = [e for e in events if e.get("event") == "generation finished"]
     assert len(finished) >= 8, worker_logs[-3000:]
     assert all({"generation_id", "provider", "account"} <= set(e) for e in finished)
@@ -121,5 +109,5 @@ def test_loggers_imported_before_configure_still_redact():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Probe-secret-Pp77" not in done.stdout + done.stderr
-    (line,) = [e for e in json_lines(done.stderr) if e.get("event") == "probe"]
+    (line,) = [e for e in parse_json_lines(done.stderr) if e.get("event") == "probe"]
     assert line["note"] == "…secured…"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,22 +116,11 @@ def rig(dispatcher, sandbox):
     return Rig(dispatcher, sandbox)
 
 
-def log_events(text: str) -> list[dict]:
-    """JSON log lines of worker processes (non-JSON lines are skipped)."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
-
 @pytest.fixture
 def events():
-    return log_events
+    from dispatcher.logging import parse_json_lines
+
+    return parse_json_lines
 
 
 def epoch(stamp: str) -> float:
