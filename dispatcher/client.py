@@ -6,12 +6,13 @@ the workers call it. Data flows one way: API → Dispatcher → Redis ← worker
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 
 from . import keys, metrics, providers
-from .accounts import AccountStore, render, validate_body
+from .accounts import AccountStore, not_found_message, render, validate_body
 from .capacity import Admission, Capacity
 from .connection import connect, connect_rq, url_for
 from .errors import NoCapacity, NotFound, UpstreamError, ValidationError
@@ -103,8 +104,6 @@ class Dispatcher:
         spec = providers.get(provider)
         found = self.accounts.all(spec)
         if not found:
-            from .accounts import not_found_message
-
             raise NotFound(not_found_message(spec))
         return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id)) for a in found}
 
@@ -212,11 +211,10 @@ class Dispatcher:
         self.generations.create(gen)
         try:
             result = self.capacity(provider).acquire(gen.id, account=account, known=account is not None, wait=wait)
-        except NoCapacity:
-            self.generations.discard(gen)
-            raise
-        except Exception:
-            self.generations.discard(gen)
+        except Exception as exc:
+            self.generations.discard(gen)  # refused or failed: nothing of this submission stays
+            if isinstance(exc, NoCapacity):
+                self.dispatch(getattr(exc, "admitted", ()))  # waiters the pump admitted before refusing
             raise
         self.dispatch(result.admitted)
         log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
@@ -231,8 +229,6 @@ class Dispatcher:
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise ValidationError("payload must be a JSON object")
-        import json
-
         if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
             raise ValidationError("payload is too large", status=413)
         validate_reply(reply_url, reply_ref)
@@ -240,8 +236,6 @@ class Dispatcher:
             if not isinstance(account, str) or not self.accounts.exists(spec.name, account):
                 raise NotFound(f"Account {account} is not configured for {spec.name}")
         elif not self.r.exists(keys.accounts(spec.name)):  # O(1), unlike listing the ids
-            from .accounts import not_found_message
-
             raise NotFound(not_found_message(spec))
         return payload
 

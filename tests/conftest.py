@@ -171,6 +171,7 @@ class WorkerFleet:
                 p.wait(timeout=10)
             except Exception:
                 p.kill()
+                p.wait(timeout=10)
 
     def logs(self) -> str:
         return "".join(f.read_text(errors="replace") for f in sorted(self.log_dir.glob("worker-*.log")))

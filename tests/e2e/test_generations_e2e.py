@@ -166,3 +166,15 @@ def test_job_endpoints_read_and_cancel(api, dispatcher, sandbox):
     assert api.delete(f"/v1/jobs/{created['id']}").json()["status"] == "canceled"
     assert api.get("/v1/jobs/runwayml-" + "0" * 32).status_code == 404
     assert api.get("/v1/jobs/nonsense").status_code == 404
+
+
+def test_refused_submission_still_starts_waiters_the_pump_admitted(dispatcher, sandbox):
+    register(dispatcher, sandbox, {"cool@example.com": 1})
+    dispatcher.cooldown_account("runwayml", "cool@example.com", 0.3)
+    waiter = dispatcher.submit("runwayml", "text_to_video", {"promptText": "waits out the cooldown"})
+    assert waiter.status == "waiting"
+    time.sleep(0.5)  # the cooldown ends without any event: the next script's pump admits the waiter
+    with pytest.raises(Exception) as refused:
+        dispatcher.submit("runwayml", "text_to_video", {"promptText": "no wait"}, wait=False)
+    assert type(refused.value).__name__ == "NoCapacity"
+    assert waiter.status == "admitted" and waiter.generation.account == "cool@example.com"
