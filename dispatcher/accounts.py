@@ -140,6 +140,18 @@ class AccountStore:
             raise NotFound(not_found_message(spec))
         return self._load(spec.name, raw)
 
+    def find_in(self, pipe, spec: ProviderSpec, account_id: str):
+        """Queue `get` on a pipeline (more commands ride in the same round trip); returns a
+        function of its reply giving the Account, or None when it does not exist."""
+        pipe.hgetall(keys.account(spec.name, account_id))
+
+        def found(raw):
+            if isinstance(raw, Exception):
+                raise raw
+            return self._load(spec.name, raw) if raw else None
+
+        return found
+
     def all(self, spec: ProviderSpec) -> list[Account]:
         ids = self.ids(spec.name)
         pipe = self.r.pipeline(transaction=False)

@@ -44,6 +44,7 @@ class Dispatcher:
         self._capacity: dict[str, Capacity] = {}
         self.callback_secret = self.settings.callback_secret or self.vault.key
         self._failures = FailureWindow(self.r, window=self.settings.failure_window)
+        self.deferred_metrics: metrics.Deferred | None = None  # a worker defers its samples (see metrics)
 
     @classmethod
     def from_url(cls, redis_url: str | None = None, settings: Settings | None = None, **kw) -> "Dispatcher":
@@ -51,6 +52,7 @@ class Dispatcher:
         return cls(redis_url or url_for(settings), settings, **kw)
 
     def close(self) -> None:
+        metrics.flush(self)
         self.http.close()
         self.r.close()
         self.rq.close()
@@ -151,6 +153,10 @@ class Dispatcher:
     def health_ok(self, provider: str, account_id: str) -> None:
         self._failures.record(keys.failures(provider, account_id), True)
 
+    def health_ok_in(self, pipe, provider: str, account_id: str) -> None:
+        """`health_ok` riding on a pipeline the caller runs anyway (its replies need no reading)."""
+        self._failures.record_ok_in(pipe, keys.failures(provider, account_id))
+
     def health_failed(self, provider: str, account_id: str) -> None:
         if self._failures.record(keys.failures(provider, account_id), False):
             self.cooldown_account(provider, account_id, self.settings.cooldown_429)
@@ -208,20 +214,50 @@ class Dispatcher:
         gen = Generation(id=new_id(provider), provider=provider, operation=operation, payload=payload,
                          state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
                          extra=dict(extra or {}))
-        self.generations.create(gen)
+        cap = self.capacity(provider)
+        # one round trip: does the account (or any account) exist, the record, the admission
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(keys.account(provider, account) if account is not None else keys.accounts(provider))
+        created = self.generations.create_in(pipe, gen)
+        acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait)
+        exists, record, reply = pipe.execute(raise_on_error=False)
         try:
-            result = self.capacity(provider).acquire(gen.id, account=account, known=account is not None, wait=wait)
+            created(record)
+            result = acquired(reply)
         except Exception as exc:
             self.generations.discard(gen)  # refused or failed: nothing of this submission stays
             if isinstance(exc, NoCapacity):
                 self.dispatch(getattr(exc, "admitted", ()))  # waiters the pump admitted before refusing
+            if not exists and isinstance(exc, (NoCapacity, NotFound)):
+                raise self._unknown_account(spec, account) from None
             raise
+        if not exists and result.status != "admitted":  # (admitted: the account appeared meanwhile)
+            self._withdraw(gen, result.admitted)
+            raise self._unknown_account(spec, account)
         self.dispatch(result.admitted)
         log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
                  account=result.account)
         return Handle(self, gen.id)
 
+    def _withdraw(self, gen: Generation, admitted) -> None:
+        """Undo a submission made for an account that does not exist: out of the line, slot
+        (if one was taken meanwhile) back, record gone. The pump's other admissions stand."""
+        cap = self.capacity(gen.provider)
+        cap.cancel_waiting(gen.id, gen.pinned)
+        admitted = [a for a in admitted if a.generation_id != gen.id]
+        if cap.holder(gen.id):
+            admitted += cap.release(gen.id)
+        self.generations.discard(gen)
+        self.dispatch(admitted)
+
+    @staticmethod
+    def _unknown_account(spec, account: str | None) -> NotFound:
+        if account is not None:
+            return NotFound(f"Account {account} is not configured for {spec.name}")
+        return NotFound(not_found_message(spec))
+
     def _check_submission(self, spec, operation, payload, account, reply_url, reply_ref) -> dict:
+        """Validation that needs no Redis (the account's existence is checked with the admission)."""
         if not isinstance(operation, str) or not operation or len(operation) > 200:
             raise ValidationError("operation must be a non-empty string")
         if spec.operations and operation not in spec.operations:
@@ -232,24 +268,30 @@ class Dispatcher:
         if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
             raise ValidationError("payload is too large", status=413)
         validate_reply(reply_url, reply_ref)
-        if account is not None:
-            if not isinstance(account, str) or not self.accounts.exists(spec.name, account):
-                raise NotFound(f"Account {account} is not configured for {spec.name}")
-        elif not self.r.exists(keys.accounts(spec.name)):  # O(1), unlike listing the ids
-            raise NotFound(not_found_message(spec))
+        if account is not None and (not isinstance(account, str) or not account):
+            raise NotFound(f"Account {account} is not configured for {spec.name}")
         return payload
 
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
         """Turn admissions made by a capacity script into start steps on RQ."""
         pending = list(admissions)
-        metrics.admitted(self, pending)
+        admitted, counted = tuple(pending), not pending
+
+        def before(pipe, job_id, a):
+            nonlocal counted
+            moved = self.generations.move_in(pipe, a.generation_id, {WAITING}, ADMITTED, account=a.account,
+                                             admitted_at=time.time(), step=job_id, due=time.time())
+            if not counted:  # the admissions' counters ride on the first enqueue's round trip
+                metrics.admitted(self, admitted, pipe)
+                counted = True
+            return moved
+
         while pending:
             a = pending.pop(0)
             provider = provider_of(a.generation_id)
             # the move (which records the step) and the start step's enqueue: one round trip
-            moved = self.steps.start_after(provider, a.generation_id, a.account, lambda pipe, job_id, a=a: (
-                self.generations.move_in(pipe, a.generation_id, {WAITING}, ADMITTED, account=a.account,
-                                         admitted_at=time.time(), step=job_id, due=time.time())))
+            moved = self.steps.start_after(provider, a.generation_id, a.account,
+                                           lambda pipe, job_id, a=a: before(pipe, job_id, a))
             if not moved:  # that start step is not the record's `step`: it exits at once
                 gen = self.generations.find(a.generation_id)
                 if gen is None or gen.terminal:  # canceled or gone while waiting: give the slot back

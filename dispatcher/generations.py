@@ -169,6 +169,12 @@ class GenerationStore:
         values = {k: getattr(gen, k) for k in Generation.__dataclass_fields__}
         self.r.hset(keys.generation(gen.provider, gen.id), mapping=_encode(values))
 
+    def create_in(self, pipe, gen: Generation):
+        """`create` queued on a pipeline; returns a function of its reply (raises its error)."""
+        values = {k: getattr(gen, k) for k in Generation.__dataclass_fields__}
+        pipe.hset(keys.generation(gen.provider, gen.id), mapping=_encode(values))
+        return _raise_error
+
     def discard(self, gen: Generation) -> None:
         self.r.delete(keys.generation(gen.provider, gen.id))
 

@@ -90,6 +90,16 @@ class FailureWindow:
         self.min_calls = min_calls
         self.threshold = threshold
 
+    def record_ok_in(self, pipe, key: str, now: float | None = None) -> None:
+        """Queue the record of one successful call on a pipeline about to run anyway. Nothing
+        is read back: the share is judged when the next failure is recorded (a success only
+        lowers it; `record` also judges at a success, which can trip once `min_calls` is
+        reached by it, the failures having come first)."""
+        now = time.time() if now is None else now
+        pipe.zadd(key, {f"{now:.6f}:{random.getrandbits(32)}": now})
+        pipe.zremrangebyscore(key, "-inf", f"({now - self.window}")
+        pipe.expire(key, int(self.window) + 5)
+
     def record(self, key: str, ok: bool, now: float | None = None) -> bool:
         """Record one call; True when the failure share is over the threshold (then the window restarts)."""
         now = time.time() if now is None else now

@@ -1,15 +1,21 @@
 """Prometheus metrics shared by every process: counters in Redis, gauges read at scrape time.
 
-The API and the workers are separate processes, so nothing is counted in
-process memory. Each hook (`admitted`, `finished`, `cooldown`, `flagged`,
-`refresh_failed`, `timed_step`) adds to one Redis hash, `dsp:metrics`, in a
-single pipelined round trip, and never on the admission Lua path. A hash
+The API and the workers are separate processes, so every count ends up in
+one Redis hash, `dsp:metrics`, never on the admission Lua path. A hash
 field is one sample: `c|<name>|<label>=<value>|…` for a counter,
 `h|<name>|<labels>#le=<bound>` / `#sum` for a histogram (one
 field per bucket, made cumulative at scrape time; the count is their sum);
-label values are percent-encoded. Each hook costs about two to three PING
-round trips (0.15-0.25 ms on loopback); `DISPATCHER_METRICS=false` turns all
-of it off.
+label values are percent-encoded. `DISPATCHER_METRICS=false` turns all of it off.
+
+How the hooks (`admitted`, `finished`, `cooldown`, `flagged`,
+`refresh_failed`, `timed_step`) reach Redis depends on the process:
+- by default (API, CLI, library) each sends one pipelined round trip;
+- a worker process turns on `Deferred`: samples gather in process memory and
+  ride along on a round trip the worker makes anyway (the next step's first
+  read), or go out with the maintenance tick when the worker is idle, and when
+  it stops. A step job then costs no round trip for its metrics (they were three
+  of a step's ten); counters lag by at most a maintenance interval, and a
+  SIGKILLed worker loses at most that much of its own counts.
 
 `/metrics` renders `DispatcherCollector`: the stored counters plus gauges
 computed live from Redis (`status.collect`): slots used/max per account,
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -130,29 +137,104 @@ class Batch:
         self.floats[f] = self.floats.get(f, 0.0) + value
         return self
 
-    def send(self, client) -> None:
-        if not self.ints and not self.floats:
-            return
-        pipe = client.pipeline(transaction=False)
+    def __bool__(self) -> bool:
+        return bool(self.ints or self.floats)
+
+    def merge(self, other: "Batch") -> None:
+        for f, n in other.ints.items():
+            self.ints[f] = self.ints.get(f, 0) + n
+        for f, x in other.floats.items():
+            self.floats[f] = self.floats.get(f, 0.0) + x
+
+    def queue(self, pipe) -> int:
+        """Queue the samples on a pipeline; returns how many commands (replies) that adds."""
         for f, n in self.ints.items():
             pipe.hincrby(METRICS_KEY, f, n)
         for f, x in self.floats.items():
             pipe.hincrbyfloat(METRICS_KEY, f, x)
+        return len(self.ints) + len(self.floats)
+
+    def send(self, client) -> None:
+        if not self:
+            return
+        pipe = client.pipeline(transaction=False)
+        self.queue(pipe)
         pipe.execute()
 
 
-def _send(d, batch: Batch) -> None:
-    if not getattr(d.settings, "metrics", True):
+class Deferred:
+    """A worker's samples waiting for a round trip to ride on (see the module docstring).
+
+    Thread-safe: the worker's steps and its maintenance thread share it. Samples
+    older than `MAX_AGE` are sent at once by the next hook, so a worker whose
+    maintenance thread is stuck still reports."""
+
+    MAX_AGE = 5.0  # seconds
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._batch = Batch()
+        self._since: float | None = None
+
+    def add(self, batch: Batch) -> bool:
+        """Keep the samples; True when the oldest kept ones are overdue (then flush)."""
+        with self._lock:
+            self._batch.merge(batch)
+            if self._since is None:
+                self._since = time.monotonic()
+            return time.monotonic() - self._since > self.MAX_AGE
+
+    def take(self) -> Batch:
+        with self._lock:
+            batch, self._batch, self._since = self._batch, Batch(), None
+            return batch
+
+
+def _enabled(d) -> bool:
+    return getattr(d.settings, "metrics", True)
+
+
+def _send(d, batch: Batch, pipe=None) -> None:
+    """Record samples: deferred in a worker, else on `pipe` (a round trip about to run, whose
+    caller reads only its own replies) when given, else in a round trip of their own."""
+    if not _enabled(d) or not batch:
+        return
+    deferred = getattr(d, "deferred_metrics", None)
+    if deferred is not None and not deferred.add(batch):
+        return
+    if deferred is None and pipe is not None:
+        batch.queue(pipe)
         return
     try:
-        batch.send(d.r)
+        (deferred.take() if deferred is not None else batch).send(d.r)
     except redis.RedisError as exc:
         get_logger().warning("metrics not recorded", error=type(exc).__name__)
 
 
-# -- hooks (one pipelined call each) ---------------------------------------------------
-def admitted(d, admissions) -> None:
-    """Slots granted by a capacity script (called with every batch `Dispatcher.dispatch` receives)."""
+def ride(d, pipe) -> int:
+    """Put a worker's deferred samples on a pipeline about to run anyway (its replies come
+    after the caller's own and need not be read); returns how many commands it added."""
+    deferred = getattr(d, "deferred_metrics", None)
+    if deferred is None or not _enabled(d):
+        return 0
+    return deferred.take().queue(pipe)
+
+
+def flush(d) -> None:
+    """Send a worker's deferred samples now (maintenance tick, worker exit)."""
+    deferred = getattr(d, "deferred_metrics", None)
+    if deferred is None:
+        return
+    try:
+        deferred.take().send(d.r)
+    except redis.RedisError as exc:
+        get_logger().warning("metrics not recorded", error=type(exc).__name__)
+
+
+# -- hooks -------------------------------------------------------------------------------
+def admitted(d, admissions, pipe=None) -> None:
+    """Slots granted by a capacity script (called with every batch `Dispatcher.dispatch` receives);
+    `pipe`: the round trip that enqueues the first start step, to ride on."""
     if not admissions:
         return
     from .generations import provider_of
@@ -160,7 +242,7 @@ def admitted(d, admissions) -> None:
     batch = Batch()
     for a in admissions:
         batch.inc("dispatcher_admissions", provider=_provider(a.generation_id, provider_of), account=a.account)
-    _send(d, batch)
+    _send(d, batch, pipe)
 
 
 def finished(d, gen) -> None:

@@ -58,8 +58,11 @@ def _read_or_create(path: Path, make) -> str:
 
 
 class Vault:
+    OPENED_MAX = 1024  # ciphertexts whose plaintext `open` keeps
+
     def __init__(self, key: str):
         self.key = key
+        self._opened: dict[bytes, bytes] = {}
         try:
             self._fernet = Fernet(key.encode() if isinstance(key, str) else key)
         except (ValueError, TypeError):
@@ -78,14 +81,26 @@ class Vault:
         return self._fernet.encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
 
     def open(self, token: str | bytes | None) -> dict:
+        """The data sealed in `token` (a fresh dict each call). A sealed value read again
+        (an account's session before every upstream call) is not decrypted again: the
+        plaintext of the last `OPENED_MAX` ciphertexts stays in this process's memory,
+        where the opened secrets live anyway. Fernet without a ttl makes this exact."""
         if not token:
             return {}
+        sealed = token if isinstance(token, bytes) else token.encode()
+        plain = self._opened.get(sealed)
+        if plain is not None:
+            return json.loads(plain)
         try:
-            data = json.loads(self._fernet.decrypt(token if isinstance(token, bytes) else token.encode()))
+            plain = self._fernet.decrypt(sealed)
         except InvalidToken:
             raise ConfigurationError("stored secrets cannot be decrypted: DISPATCHER_SECRET_KEY changed?") from None
+        data = json.loads(plain)
         for value in _leaves(data):
             register_secret(value)
+        if len(self._opened) >= self.OPENED_MAX:
+            self._opened.clear()
+        self._opened[sealed] = plain
         return data
 
 

@@ -72,10 +72,11 @@ class StepQueue:
             # before more are started (a burst of submissions otherwise delays every poll)
             at_front=step == "poll",
         )
+        # the account rides along as a hint: the step reads it with the record, in one round trip
         if delay > 0:
-            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
+            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, account, **kwargs)
         else:
-            job = q.enqueue(func, generation_id, job_id, **kwargs)
+            job = q.enqueue(func, generation_id, job_id, account, **kwargs)
         if read is None:
             record = {**(fields or {}), "due": time.time() + max(delay, 0), "step": job_id}
             pipe.hset(keys.generation(provider_of(generation_id), generation_id), mapping=record)

@@ -67,7 +67,7 @@ def expiring_message(expires_at: float) -> str:
 
 
 def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stale_token: str | None = None,
-                 flagged_ok: bool = False) -> str:
+                 flagged_ok: bool = False, account=None) -> str:
     """A token for `account_id` that stays valid until the request reaches the upstream.
 
     - outside the margin: the stored token, no I/O beyond one Redis read;
@@ -77,9 +77,13 @@ def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stal
     - a flagged account raises `AccountUnusable`, unless `flagged_ok` (a poll of
       a generation the upstream already accepted): then its token is used for
       as long as it works, and renewed where the provider allows it.
-    Raises `UpstreamError` when a refresh failed transiently (retry later)."""
+    Raises `UpstreamError` when a refresh failed transiently (retry later).
+
+    `account`: the account as read a moment ago in a round trip of the caller's
+    (a step reads it with the generation), instead of reading it here."""
     spec = providers.get(provider)
-    account = d.accounts.get(spec, account_id)
+    if account is None or account.id != account_id:
+        account = d.accounts.get(spec, account_id)
     if account.error and not flagged_ok:
         raise AccountUnusable(f"Account {account_id} is flagged: {account.error}")
     session = account.session

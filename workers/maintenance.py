@@ -26,7 +26,7 @@ from rq.registry import ScheduledJobRegistry
 
 from dispatcher import keys
 from dispatcher import logging as dlog
-from dispatcher import providers
+from dispatcher import metrics, providers
 from dispatcher.generations import LIVE
 from dispatcher.steps import all_queue_names, queue_name
 from dispatcher.tokens import watch
@@ -159,6 +159,7 @@ class MaintenanceLoop(threading.Thread):
         backoff = self.interval
         while not self.stopping.wait(backoff):
             try:
+                metrics.flush(self.d)  # this worker's deferred samples, in every worker, lock or not
                 if self.holds_lock():
                     tick(self.d, watch_horizon=self.interval * 2)
                 backoff = self.interval

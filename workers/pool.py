@@ -15,7 +15,7 @@ import redis
 from rq import SimpleWorker
 
 from dispatcher import logging as dlog
-from dispatcher import providers
+from dispatcher import metrics, providers
 from dispatcher.client import Dispatcher
 from dispatcher.connection import url_for
 from dispatcher.steps import all_queue_names
@@ -69,6 +69,7 @@ def run_worker(settings, *, burst: bool = False) -> None:
     (and cannot start without Redis), so the loop starts a fresh RQ worker after a
     backoff (0.5 s doubling to 5 s, one log line each) instead of a crash loop."""
     d = Dispatcher.from_url(settings=settings)
+    d.deferred_metrics = metrics.Deferred()  # samples ride on the steps' round trips (see metrics)
     install(d)
     loop = MaintenanceLoop(d, settings.maintenance_interval)
     loop.start()
@@ -98,6 +99,7 @@ def run_worker(settings, *, burst: bool = False) -> None:
             pause = min(pause * 2, 5.0)
     finally:
         loop.stop()
+        metrics.flush(d)
 
 
 def _child(settings, burst):

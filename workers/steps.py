@@ -55,30 +55,36 @@ class PollLag:
 _lag = PollLag() if os.environ.get("DISPATCHER_RECORD_POLL_LAG") == "1" else None
 
 
-def _load(generation_id: str, step_id: str | None):
-    """The generation, unless gone, superseded or finished; its lease renewed in the same round
-    trip (harmless when it has none or the step turns out stale: renew only extends a lease)."""
+def _load(generation_id: str, step_id: str | None, account: str | None = None):
+    """The generation, unless gone, superseded or finished, and its account (`account`: the
+    hint the step was enqueued with) as the token check will need it: one round trip, which
+    also renews the lease (harmless when it has none or the step turns out stale: renew only
+    extends a lease) and carries the worker's deferred metrics."""
     d = dispatcher()
     try:
-        cap = d.capacity(provider_of(generation_id))
+        provider = provider_of(generation_id)
+        cap = d.capacity(provider)
     except NotFound:
-        return d, None
+        return d, None, None
     pipe = d.r.pipeline(transaction=False)
     found = d.generations.find_in(pipe, generation_id)
     renewed = cap.renew_in(pipe, generation_id)
-    record, renewal = pipe.execute(raise_on_error=False)
-    renewed(renewal)
-    gen = found(record)
+    read_account = d.accounts.find_in(pipe, providers.get(provider), account) if account else None
+    metrics.ride(d, pipe)
+    replies = pipe.execute(raise_on_error=False)
+    renewed(replies[1])
+    gen = found(replies[0])
     if gen is None:
-        return d, None  # record gone (expired/never written): maintenance reaps any slot
+        return d, None, None  # record gone (expired/never written): maintenance reaps any slot
     if step_id is not None and gen.step and gen.step != step_id:
-        return d, None  # superseded by a newer step for the same generation
+        return d, None, None  # superseded by a newer step for the same generation
     dlog.clear()
     dlog.bind(generation_id=gen.id, provider=gen.provider, account=gen.account)
     if gen.terminal:
         _release(d, gen.provider, gen.id)
-        return d, None
-    return d, gen
+        return d, None, None
+    acct = read_account(replies[2]) if read_account is not None and gen.account == account else None
+    return d, gen, acct
 
 
 def _release(d, provider: str, generation_id: str) -> None:
@@ -87,8 +93,8 @@ def _release(d, provider: str, generation_id: str) -> None:
 
 
 @metrics.timed_step("start", dispatcher)
-def start(generation_id: str, step_id: str | None = None) -> str:
-    d, gen = _load(generation_id, step_id)
+def start(generation_id: str, step_id: str | None = None, account: str | None = None) -> str:
+    d, gen, acct = _load(generation_id, step_id, account)
     if gen is None:
         return "skipped"
     cap = d.capacity(gen.provider)
@@ -105,7 +111,7 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     try:
         # after an ambiguous attempt (timeout, 5xx) the upstream may hold our job: stay on that
         # account, flagged or not, and let the idempotency key return it
-        token = _poll_token(d, gen) if gen.maybe_on == gen.account else _token(d, gen)
+        token = _poll_token(d, gen, acct) if gen.maybe_on == gen.account else _token(d, gen, acct)
         checked = time.monotonic()
         try:
             upstream_id = adapter.create(token, gen.operation, gen.payload, gen.id)
@@ -119,15 +125,18 @@ def start(generation_id: str, step_id: str | None = None) -> str:
         return _reroute(d, gen, exc.message)
     except UpstreamError as exc:
         return _start_failed(d, gen, exc)
-    # the upstream accepted: save its id before anything else
+    # the upstream accepted: save its id before anything else (the account's good call rides along)
     submitted_at = time.time()
-    if not d.generations.move(gen.id, {ADMITTED}, SUBMITTED, upstream_id=upstream_id, submitted_at=submitted_at):
+    pipe = d.r.pipeline(transaction=False)
+    moved = d.generations.move_in(pipe, gen.id, {ADMITTED}, SUBMITTED, upstream_id=upstream_id,
+                                  submitted_at=submitted_at)
+    d.health_ok_in(pipe, gen.provider, gen.account)
+    if not moved(pipe.execute(raise_on_error=False)[0]):
         current = d.generations.find(gen.id)
         if current is not None and current.state == CANCELED:  # canceled while we submitted
             _quietly(lambda: adapter.cancel(_poll_token(d, gen), upstream_id))  # a checked token
             _release(d, gen.provider, gen.id)
         return "superseded"
-    d.health_ok(gen.provider, gen.account)
     spec = providers.get(gen.provider)
     if spec.poll_at_submit:  # one status call now: an instant answer finishes in this very step
         gen.state, gen.upstream_id, gen.submitted_at = SUBMITTED, upstream_id, submitted_at
@@ -140,13 +149,13 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     return "submitted"
 
 
-def _token(d, gen) -> str:
-    return ensure_token(d, gen.provider, gen.account)
+def _token(d, gen, account=None) -> str:
+    return ensure_token(d, gen.provider, gen.account, account=account)
 
 
-def _poll_token(d, gen) -> str:
+def _poll_token(d, gen, account=None) -> str:
     """Accepted upstream: a flagged account keeps polling while its token works."""
-    return ensure_token(d, gen.provider, gen.account, flagged_ok=True)
+    return ensure_token(d, gen.provider, gen.account, flagged_ok=True, account=account)
 
 
 def _hold(d, gen, delay: float) -> None:
@@ -224,18 +233,18 @@ def _fail(d, gen, exc: UpstreamError, *, allowed) -> str:
 
 
 @metrics.timed_step("poll", dispatcher)
-def poll(generation_id: str, step_id: str | None = None) -> str:
-    d, gen = _load(generation_id, step_id)
+def poll(generation_id: str, step_id: str | None = None, account: str | None = None) -> str:
+    d, gen, acct = _load(generation_id, step_id, account)
     if gen is None:
         return "skipped"
     if _lag is not None and gen.due:
         _lag.add(d, gen.due)
     if not gen.upstream_id:
-        return start(generation_id, None)
-    return _check(d, gen)
+        return start(generation_id, None, account)
+    return _check(d, gen, account=acct)
 
 
-def _check(d, gen, token: str | None = None, *, inline: bool = False) -> str:
+def _check(d, gen, token: str | None = None, *, inline: bool = False, account=None) -> str:
     """One status call upstream, then finish, or renew the lease and schedule the next poll.
 
     `inline`: the start step's poll right after submitting (it does not count in `polls`,
@@ -245,7 +254,7 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False) -> str:
     spec = providers.get(gen.provider)
     adapter = d.adapter(gen.provider)
     try:
-        token = token or _poll_token(d, gen)
+        token = token or _poll_token(d, gen, account)
         try:
             result = adapter.poll(token, gen.upstream_id)
         except UpstreamError as exc:
@@ -259,9 +268,9 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False) -> str:
                      allowed={SUBMITTED})
     except UpstreamError as exc:
         return _poll_failed(d, gen, exc)
-    d.health_ok(gen.provider, gen.account)
     if result.done:
-        return _finish(d, gen, result)
+        return _finish(d, gen, result)  # the good call is recorded in the finishing round trip
+    d.health_ok(gen.provider, gen.account)
     polls = gen.polls + (0 if inline else 1)  # only the current step writes `polls`
     elapsed = time.time() - gen.submitted_at if gen.submitted_at else 0.0
     d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.next_poll(polls, elapsed, result.progress),
@@ -310,7 +319,8 @@ def _finish(d, gen, result) -> str:
     pipe = d.r.pipeline(transaction=False)
     moved = d.generations.move_in(pipe, gen.id, {SUBMITTED}, state, **values)
     released = d.capacity(gen.provider).release_in(pipe, gen.id)
-    move_reply, release_reply = pipe.execute(raise_on_error=False)
+    d.health_ok_in(pipe, gen.provider, gen.account)  # the status call that brought the news worked
+    move_reply, release_reply, *_ = pipe.execute(raise_on_error=False)
     ok = moved(move_reply)
     d.dispatch(released(release_reply))
     if ok:

@@ -175,12 +175,24 @@ class Capacity:
         """Admit the generation to a random eligible account with room (or to
         `account` when pinned), else queue it FIFO; with wait=False refuse
         instead (`NoCapacity`, carrying `.admitted` made by the pump meanwhile)."""
+        return self._acquired(self._run("acquire", *self._acquire_args(generation_id, account, known, wait),
+                                        seed=seed), account)
+
+    def acquire_in(self, pipe, generation_id: str, *, account: str | None = None, known: bool = False,
+                   wait: bool = True, seed: int | None = None):
+        """`acquire` queued on a pipeline; returns a function of its reply giving what
+        `acquire` returns (or raising what it raises)."""
+        read = self._queue(pipe, "acquire", *self._acquire_args(generation_id, account, known, wait), seed=seed)
+        return lambda reply: self._acquired(read(reply), account)
+
+    @staticmethod
+    def _acquire_args(generation_id, account, known, wait) -> tuple:
         _check_id("generation_id", generation_id)
         if account is not None:
             _check_id("account", account)
-        reply = self._run(
-            "acquire", generation_id, account or "", "1" if wait else "0", "1" if known else "0", seed=seed,
-        )
+        return generation_id, account or "", "1" if wait else "0", "1" if known else "0"
+
+    def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]
         admitted = tuple(_admissions(reply[2:]))
         if status == "admitted":

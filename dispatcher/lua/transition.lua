@@ -18,10 +18,8 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {0, current} end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+-- one HSET for the state and every field (a field list is a few dozen values at most)
+redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return {1, ARGV[2]}

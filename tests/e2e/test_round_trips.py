@@ -1,0 +1,156 @@
+"""What the hot path costs in Redis round trips, and that saving them loses nothing.
+
+A round trip is counted where redis-py writes a request to the socket
+(`Connection.send_packed_command`): one per command, one per pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+import redis.connection
+
+from dispatcher import keys, metrics
+from dispatcher.errors import NotFound
+from dispatcher.generations import WAITING
+
+
+
+@contextmanager
+def round_trips():
+    """Count the requests this thread sends to Redis inside the block."""
+    counted = []
+    real = redis.connection.AbstractConnection.send_packed_command
+    me = threading.get_ident()
+
+    def send(self, command, check_health=True):
+        if threading.get_ident() == me:
+            counted.append(command)
+        return real(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = send
+    try:
+        yield counted
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = real
+
+
+def _names(packed) -> str:
+    """The command names in one packed request (for a readable failure)."""
+    import re
+
+    raw = b"".join(packed) if isinstance(packed, (list, tuple)) else packed
+    return " ".join(m.decode() for m in re.findall(rb"\*\d+\r\n\$\d+\r\n([A-Z]+)\r\n", raw))
+
+
+def test_a_submission_that_waits_is_one_round_trip(dispatcher, sandbox):
+    sandbox.post("/_sandbox/users", json={"provider": "runwayml", "email": "a@example.com", "password": "pw-a-0001",
+                                          "concurrency": 1, "duration": 30}).raise_for_status()
+    dispatcher.upsert_account("runwayml", {"email": "a@example.com", "password": "pw-a-0001", "maxJobs": 1})
+    first = dispatcher.submit("runwayml", "gen3turbo/create", {"promptText": "takes the slot"})
+    with round_trips() as sent:
+        second = dispatcher.submit("runwayml", "gen3turbo/create", {"promptText": "waits"})
+    assert len(sent) == 1, "existence check, record and admission go in one round trip"
+    assert dispatcher.get(second.id).state == WAITING
+    assert dispatcher.capacity("runwayml").position(second.id) == 1
+    assert dispatcher.get(first.id).state != WAITING
+
+
+@pytest.mark.parametrize("pin", [None, "ghost@example.com"], ids=["no account at all", "unknown pinned account"])
+@pytest.mark.parametrize("wait", [True, False], ids=["wait", "no wait"])
+def test_a_submission_for_a_missing_account_changes_nothing(dispatcher, r, snapshot, pin, wait):
+    if pin is not None:  # a provider with accounts, pinned to one it does not have
+        r.sadd(keys.accounts("runwayml"), "someone-else@example.com")
+    before = snapshot(r)
+    with pytest.raises(NotFound, match="not configured" if pin else "^Configuration not found"):
+        dispatcher.submit("runwayml", "gen3turbo/create", {"promptText": "x"}, account=pin, wait=wait)
+    assert snapshot(r) == before
+
+
+def test_an_empty_pinned_account_is_not_found(dispatcher, r, snapshot):
+    before = snapshot(r)
+    with pytest.raises(NotFound):
+        dispatcher.submit("runwayml", "gen3turbo/create", {"promptText": "x"}, account="")
+    assert snapshot(r) == before
+
+
+# -- a worker's deferred metrics --------------------------------------------------------
+def _count(r) -> float:
+    rows = metrics.stored(r).get("dispatcher_cooldowns", [])
+    return sum(v for labels, _, v in rows if labels.get("account") == "a@example.com")
+
+
+def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
+    dispatcher.deferred_metrics = metrics.Deferred()
+    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    assert _count(r) == 0, "a worker's samples are not sent on their own"
+
+    pipe = r.pipeline(transaction=False)
+    pipe.ping()
+    added = metrics.ride(dispatcher, pipe)
+    assert added == 1  # two increments of one field: merged into one command
+    assert pipe.execute()[0] is True
+    assert _count(r) == 2
+
+    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    metrics.flush(dispatcher)
+    assert _count(r) == 3
+    metrics.flush(dispatcher)  # nothing left: nothing sent twice
+    assert _count(r) == 3
+
+
+def test_overdue_deferred_samples_go_out_with_the_next_hook(dispatcher, r, monkeypatch):
+    dispatcher.deferred_metrics = deferred = metrics.Deferred()
+    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    assert _count(r) == 0
+    monkeypatch.setattr(deferred, "MAX_AGE", -1.0)  # the kept samples are now overdue
+    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    assert _count(r) == 2
+
+
+def test_closing_a_dispatcher_flushes_its_deferred_samples(settings, r, sandbox):
+    from dispatcher.client import Dispatcher
+
+    d = Dispatcher(settings.redis_url, settings)
+    d.deferred_metrics = metrics.Deferred()
+    metrics.cooldown(d, "runwayml", "a@example.com")
+    d.close()
+    assert _count(r) == 1
+
+
+# -- a worker's step -------------------------------------------------------------------
+@pytest.fixture
+def steps(dispatcher):
+    """The workers' step functions on this test's Dispatcher, deferring metrics as a worker does."""
+    from workers import context
+    from workers import steps as step_functions
+
+    previous = context._dispatcher
+    dispatcher.deferred_metrics = metrics.Deferred()
+    context.install(dispatcher)
+    yield step_functions
+    context._dispatcher = previous
+
+
+def test_an_instant_generation_is_four_round_trips_of_its_step(dispatcher, sandbox, steps):
+    """load (record + lease + account) → save the upstream id → finish + release → start the
+    waiter that release admitted. Health records and metrics ride along; the account's token
+    is not read again."""
+    sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000001", "concurrency": 1,
+                                          "duration": 0}).raise_for_status()
+    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000001", "maxJobs": 1})["user_id"]
+    ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}", "sandbox_duration": 0}).id
+           for i in range(3)]
+    # the first one loads every script into Redis (a fresh server's cache is empty)
+    assert steps.start(ids[0], dispatcher.get(ids[0]).step, account) == "completed"
+    step = dispatcher.get(ids[1]).step
+    with round_trips() as sent:
+        assert steps.start(ids[1], step, account) == "completed"
+    assert len(sent) == 4, [_names(c) for c in sent]
+    assert dispatcher.get(ids[2]).state == "admitted"
+    metrics.flush(dispatcher)
+    counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.r)["dispatcher_steps"]}
+    assert counted == {(("provider", "riffusion"), ("result", "completed"), ("step", "start")): 2.0}
