@@ -14,8 +14,9 @@ How the hooks (`admitted`, `finished`, `cooldown`, `flagged`,
   ride along on a round trip the worker makes anyway (the next step's first
   read), or go out with the maintenance tick when the worker is idle, and when
   it stops. A step job then costs no round trip for its metrics (they were three
-  of a step's ten); counters lag by at most a maintenance interval, and a
-  SIGKILLed worker loses at most that much of its own counts.
+  of a step's ten), and a busy worker sends each changed field once per half
+  second rather than once per step; counters lag by at most a maintenance
+  interval, and a SIGKILLed worker loses at most that much of its own counts.
 
 `/metrics` renders `DispatcherCollector`: the stored counters plus gauges
 computed live from Redis (`status.collect`): slots used/max per account,
@@ -93,7 +94,12 @@ def reason_of(state: str, code: int | None) -> str:
 
 # -- field encoding ------------------------------------------------------------------
 def field(kind: str, name: str, labels: dict, suffix: str = "") -> str:
-    parts = [kind, name] + [f"{k}={quote(str(v), safe='')}" for k, v in sorted(labels.items())]
+    return _field(kind, name, tuple(sorted((k, str(v)) for k, v in labels.items())), suffix)
+
+
+@functools.lru_cache(maxsize=4096)  # a few label sets recur on every step: encode each once
+def _field(kind: str, name: str, labels: tuple, suffix: str) -> str:
+    parts = [kind, name] + [f"{k}={quote(v, safe='')}" for k, v in labels]
     return "|".join(parts) + (f"#{suffix}" if suffix else "")
 
 
@@ -170,6 +176,7 @@ class Deferred:
     maintenance thread is stuck still reports."""
 
     MAX_AGE = 5.0  # seconds
+    RIDE_AGE = 0.5  # seconds: younger samples wait for more (a field is one command however often it moved)
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -184,8 +191,11 @@ class Deferred:
                 self._since = time.monotonic()
             return time.monotonic() - self._since > self.MAX_AGE
 
-    def take(self) -> Batch:
+    def take(self, older_than: float = 0.0) -> Batch:
+        """The kept samples (all of them), if the oldest is at least `older_than` seconds old."""
         with self._lock:
+            if self._since is None or time.monotonic() - self._since < older_than:
+                return Batch()
             batch, self._batch, self._since = self._batch, Batch(), None
             return batch
 
@@ -217,7 +227,7 @@ def ride(d, pipe) -> int:
     deferred = getattr(d, "deferred_metrics", None)
     if deferred is None or not _enabled(d):
         return 0
-    return deferred.take().queue(pipe)
+    return deferred.take(older_than=deferred.RIDE_AGE).queue(pipe)
 
 
 def flush(d) -> None:

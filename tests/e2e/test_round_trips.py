@@ -90,6 +90,8 @@ def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
 
     pipe = r.pipeline(transaction=False)
     pipe.ping()
+    assert metrics.ride(dispatcher, pipe) == 0, "samples younger than RIDE_AGE wait for more"
+    dispatcher.deferred_metrics.RIDE_AGE = 0.0
     added = metrics.ride(dispatcher, pipe)
     assert added == 1  # two increments of one field: merged into one command
     assert pipe.execute()[0] is True
