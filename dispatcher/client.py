@@ -162,13 +162,15 @@ class Dispatcher:
             self.cooldown_account(provider, account_id, self.settings.cooldown_429)
 
     def requeue(self, generation_id: str) -> None:
-        """Put an admitted generation (not accepted upstream) back in line, releasing its slot."""
+        """Put an admitted generation (not accepted upstream) back at the head of its line,
+        releasing its slot."""
         gen = self.generations.get(generation_id)
         if not self.generations.move(gen.id, {ADMITTED}, WAITING, account=None, admitted_at=None):
             return
         cap = self.capacity(gen.provider)
         self.dispatch(cap.release(gen.id))
-        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True)
+        # back at the head of its line: it was admitted once and keeps its turn
+        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True, front=True)
         self.dispatch(result.admitted)
         if gen.extra.get("fail_fast"):
             self.fail_stranded(gen.provider)
@@ -215,8 +217,10 @@ class Dispatcher:
                          state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
                          extra=dict(extra or {}))
         cap = self.capacity(provider)
-        # one round trip: does the account (or any account) exist, the record, the admission
-        pipe = self.r.pipeline(transaction=False)
+        # one round trip, all or nothing (MULTI): does the account (or any account) exist, the
+        # record, the admission. A connection lost before EXEC leaves no record without its line
+        # entry; the record is written first, so a start step never finds a slot without one.
+        pipe = self.r.pipeline(transaction=True)
         pipe.exists(keys.account(provider, account) if account is not None else keys.accounts(provider))
         created = self.generations.create_in(pipe, gen)
         acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait)

@@ -22,15 +22,25 @@ SECRET_KEYS = frozenset(
 )
 MASK = "…secured…"
 
-_known_secrets: set[str] = set()
+MAX_KNOWN_SECRETS = 512
+_known_secrets: dict[str, None] = {}  # ordered by recency: the last registered (or re-registered) last
 _lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret value so `redact` masks it wherever it shows up."""
+    """Remember a secret value so `redact` masks it wherever it shows up.
+
+    Every token a refresh brings is registered, so a long-running worker would
+    collect them without end, and every log line is checked against them all.
+    The registry keeps the `MAX_KNOWN_SECRETS` most recently registered: a
+    secret in use is registered again each time it is opened (`Vault.open`),
+    so what ages out are the tokens that expired."""
     if value and len(value) >= 6:
         with _lock:
-            _known_secrets.add(value)
+            _known_secrets.pop(value, None)
+            _known_secrets[value] = None
+            while len(_known_secrets) > MAX_KNOWN_SECRETS:
+                del _known_secrets[next(iter(_known_secrets))]
 
 
 def _scrub(value):

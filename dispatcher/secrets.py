@@ -89,18 +89,17 @@ class Vault:
             return {}
         sealed = token if isinstance(token, bytes) else token.encode()
         plain = self._opened.get(sealed)
-        if plain is not None:
-            return json.loads(plain)
-        try:
-            plain = self._fernet.decrypt(sealed)
-        except InvalidToken:
-            raise ConfigurationError("stored secrets cannot be decrypted: DISPATCHER_SECRET_KEY changed?") from None
+        if plain is None:
+            try:
+                plain = self._fernet.decrypt(sealed)
+            except InvalidToken:
+                raise ConfigurationError("stored secrets cannot be decrypted: DISPATCHER_SECRET_KEY changed?") from None
+            if len(self._opened) >= self.OPENED_MAX:
+                self._opened.clear()
+            self._opened[sealed] = plain
         data = json.loads(plain)
         for value in _leaves(data):
-            register_secret(value)
-        if len(self._opened) >= self.OPENED_MAX:
-            self._opened.clear()
-        self._opened[sealed] = plain
+            register_secret(value)  # again on every open: a secret in use stays among the recent ones
         return data
 
 

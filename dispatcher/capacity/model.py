@@ -92,7 +92,7 @@ class CapacityModel:
 
     # -- operations (mirror the scripts) ----------------------------------------
     def acquire(self, g: str, *, account: str | None = None, known: bool = False, wait: bool = True,
-                seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
+                front: bool = False, seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
         """("admitted", account, adm) | ("waiting", position, adm) | ("busy", None, adm) | ("unknown", account, [])."""
         ttl = self.ttl_ms if ttl is None else ttl
         if account is not None and not known and account not in self.cap and not self.pinned.get(account):
@@ -117,11 +117,12 @@ class CapacityModel:
                 return "admitted", a, out
         if not wait:
             return "busy", None, out
-        if account is None:
-            self.waiting.append(g)
-            return "waiting", len(self.waiting), out
-        self.pinned.setdefault(account, []).append(g)
-        return "waiting", len(self.pinned[account]), out
+        line = self.waiting if account is None else self.pinned.setdefault(account, [])
+        if front:
+            line.insert(0, g)
+            return "waiting", 1, out
+        line.append(g)
+        return "waiting", len(line), out
 
     def release(self, g: str, *, seed: int, now: int, ttl: int | None = None) -> tuple[bool, list]:
         released = self._release(g)

@@ -171,26 +171,29 @@ class Capacity:
 
     # -- leases -----------------------------------------------------------------
     def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
-                wait: bool = True, seed: int | None = None) -> AcquireResult:
+                wait: bool = True, front: bool = False, seed: int | None = None) -> AcquireResult:
         """Admit the generation to a random eligible account with room (or to
-        `account` when pinned), else queue it FIFO; with wait=False refuse
-        instead (`NoCapacity`, carrying `.admitted` made by the pump meanwhile)."""
-        return self._acquired(self._run("acquire", *self._acquire_args(generation_id, account, known, wait),
-                                        seed=seed), account)
+        `account` when pinned), else queue it FIFO (`front`: at the head, for one
+        coming back to the line); with wait=False refuse instead (`NoCapacity`,
+        carrying `.admitted` made by the pump meanwhile)."""
+        args = self._acquire_args(generation_id, account, known, wait, front)
+        return self._acquired(self._run("acquire", *args, seed=seed), account)
 
     def acquire_in(self, pipe, generation_id: str, *, account: str | None = None, known: bool = False,
-                   wait: bool = True, seed: int | None = None):
+                   wait: bool = True, front: bool = False, seed: int | None = None):
         """`acquire` queued on a pipeline; returns a function of its reply giving what
         `acquire` returns (or raising what it raises)."""
-        read = self._queue(pipe, "acquire", *self._acquire_args(generation_id, account, known, wait), seed=seed)
+        read = self._queue(pipe, "acquire", *self._acquire_args(generation_id, account, known, wait, front),
+                           seed=seed)
         return lambda reply: self._acquired(read(reply), account)
 
     @staticmethod
-    def _acquire_args(generation_id, account, known, wait) -> tuple:
+    def _acquire_args(generation_id, account, known, wait, front) -> tuple:
         _check_id("generation_id", generation_id)
         if account is not None:
             _check_id("account", account)
-        return generation_id, account or "", "1" if wait else "0", "1" if known else "0"
+        flag = {True: "1", False: "0"}
+        return generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)]
 
     def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]

@@ -43,7 +43,7 @@ times = st.sampled_from([None, "past", "future"])
 # situations the run must reach, so that the comparison is never vacuous
 SEEN: Counter = Counter()
 MUST_SEE = ("random pick among >= 3", "admitted by a pump", "pinned admitted by a pump", "busy", "unknown",
-            "waiting", "over the limit", "reaped", "pinned waiters failed", "canceled")
+            "waiting", "over the limit", "reaped", "pinned waiters failed", "canceled", "requeued at the head")
 
 
 def adm(pairs) -> list[Admission]:
@@ -141,22 +141,23 @@ class CapacityMachine(RuleBasedStateMachine):
         self.expect(real, m_adm)
 
     # -- acquire ---------------------------------------------------------------
-    def _acquire(self, g, pin, known, wait, seed):
+    def _acquire(self, g, pin, known, wait, seed, front=False):
         self.current = g
         if pin is None and not self.model.waiting and len(self.model.free_accounts(self.now())) >= 3:
             SEEN["random pick among >= 3"] += 1
-        status, detail, pairs = self.model.acquire(g, account=pin, known=known, wait=wait, seed=seed, now=self.now())
+        status, detail, pairs = self.model.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed,
+                                                   now=self.now())
         SEEN[status] += 1
         if status == "unknown":
             with pytest.raises(NotFound, match=f"Account {pin} is not configured"):
-                self.cap.acquire(g, account=pin, known=known, wait=wait, seed=seed)
+                self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
             return status
         if status == "busy":
             with pytest.raises(NoCapacity) as info:
-                self.cap.acquire(g, account=pin, known=known, wait=wait, seed=seed)
+                self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
             self.expect(info.value.admitted, pairs)
             return status
-        result = self.cap.acquire(g, account=pin, known=known, wait=wait, seed=seed)
+        result = self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
         assert result.status == status
         if status == "admitted":
             assert result.account == detail and result.position is None
@@ -194,6 +195,18 @@ class CapacityMachine(RuleBasedStateMachine):
                       | {g for line in self.model.pinned.values() for g in line})
         g = data.draw(st.sampled_from(live))
         self._acquire(g, self.pins[g], True, data.draw(st.booleans()), seed)
+
+    @precondition(lambda self: self.model.holder)
+    @rule(data=st.data(), seed=seeds)
+    def requeue(self, data, seed):
+        """A holder whose account left rotation before the upstream took it goes back to the
+        head of its line (`Dispatcher.requeue`): release, then acquire at the front."""
+        g = data.draw(st.sampled_from(sorted(self.model.holder)))
+        self._release(g, seed)
+        if self._acquire(g, self.pins[g], True, True, seed + 1, front=True) == "waiting":
+            SEEN["requeued at the head"] += 1
+            if self.pins[g] is None:
+                self.common_order.insert(0, g)
 
     # -- leases ----------------------------------------------------------------
     @precondition(lambda self: self.model.holder)

@@ -63,6 +63,23 @@ def test_412_flags_the_account_and_the_generation_moves_to_another(dispatcher, u
     assert upstreams.stats()["users"][good]["submitted"] == 1
 
 
+def test_a_rerouted_generation_keeps_its_turn_at_the_head_of_the_line(dispatcher, upstreams, steps):
+    """Admitted, then its account left rotation before the upstream took it: it goes back ahead
+    of the generations that arrived after it, not behind them."""
+    bad = upstreams.account(RUNWAY, "bad@example.com", 1, faults={"412": 1.0})
+    first = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "first", "sandbox_duration": 5}).id
+    good = upstreams.account(RUNWAY, "good@example.com", 1)
+    busy = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "takes good's slot", "sandbox_duration": 5}).id
+    later = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "arrived later", "sandbox_duration": 5}).id
+    assert [dispatcher.get(g).account for g in (first, busy)] == [bad, good]
+    assert dispatcher.capacity(RUNWAY).position(later) == 1
+
+    assert steps.start(first) == "rerouted"
+    cap = dispatcher.capacity(RUNWAY)
+    assert (cap.position(first), cap.position(later)) == (1, 2)
+    assert dispatcher.get(first).state == "waiting"
+
+
 def test_596_holds_the_account_then_it_returns_by_itself(dispatcher, upstreams, steps):
     gen_id, bad, good = admitted_on(dispatcher, upstreams, {"faults": {"596": 1.0}})
     assert steps.start(gen_id) == "rerouted"

@@ -202,3 +202,24 @@ def _read_everything(api) -> str:
     out.append(metrics.text)
     out.append(api.get("/openapi.json").text)
     return "\n".join(out)
+
+
+def test_the_secret_registry_keeps_the_recent_ones_and_masks_them(monkeypatch):
+    """Every refreshed token is registered; the registry is bounded and keeps what is in use."""
+    from cryptography.fernet import Fernet
+
+    from dispatcher.secrets import Vault
+
+    monkeypatch.setattr(dlog, "_known_secrets", {})
+    monkeypatch.setattr(dlog, "MAX_KNOWN_SECRETS", 8)
+    vault = Vault(Fernet.generate_key().decode())
+    sealed = vault.seal({"password": "the-account-password-0001"})
+    for i in range(20):  # twenty refreshes: tokens come and go
+        dlog.register_secret(f"expired-token-{i:04d}-xyz")
+        if i % 5 == 0:
+            vault.open(sealed)  # the account's credentials are opened now and then (cache hit after the first)
+    assert len(dlog._known_secrets) == 8
+    assert "the-account-password-0001" in dlog._known_secrets
+    assert "expired-token-0019-xyz" in dlog._known_secrets and "expired-token-0000-xyz" not in dlog._known_secrets
+    event = dlog.redact(None, "info", {"event": "login as the-account-password-0001 with expired-token-0019-xyz"})
+    assert event["event"] == f"login as {dlog.MASK} with {dlog.MASK}"

@@ -4,7 +4,9 @@
 --
 -- ARGV: 1 seed, 2 ttl ms, 3 generation id, 4 pinned account ('' = any),
 --       5 wait ('1' queue when busy / '0' refuse), 6 known ('1' the pinned
---       account exists but is flagged, so its pinned jobs may wait).
+--       account exists but is flagged, so its pinned jobs may wait),
+--       7 front ('1' queue at the head of the line: a generation coming back,
+--       admitted earlier but not taken upstream before its account left rotation).
 -- Returns {status, detail, g1, a1, g2, a2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
@@ -12,14 +14,14 @@
 --   {'busy', report, ...}       wait=0 and nothing free; nothing queued.
 --                               report = {account, maxJobs, used, eligible 0/1, ...}
 --   {'unknown', account}        pinned to an unconfigured account; nothing changed
--- Invariant: FIFO fairness. The pump runs first; afterwards a line is non-empty
+-- Invariant: FIFO fairness (a returning generation keeps its turn: front). The pump runs first; afterwards a line is non-empty
 -- only if its head cannot be admitted, so a new unpinned generation is admitted
 -- directly only when the common line is empty, a pinned one only when its
 -- pinned line is empty. Acquiring a generation that already holds a lease, or
 -- already waits in the requested line, changes nothing for it (idempotent).
 
 local g, acct = ARGV[3], ARGV[4]
-local wait, known = ARGV[5] == '1', ARGV[6] == '1'
+local wait, known, front = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1'
 local pinned = acct ~= ''
 local line = pinned and (K_PINNED .. acct) or K_WAITING
 
@@ -72,6 +74,7 @@ if not wait then
   return reply('busy', busy)
 end
 
-local n = redis.call('RPUSH', line, g)
+local n = 1
+if front then redis.call('LPUSH', line, g) else n = redis.call('RPUSH', line, g) end
 if pinned then redis.call('SADD', K_LINES, acct) end
 return reply('waiting', n)
