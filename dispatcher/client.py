@@ -217,42 +217,32 @@ class Dispatcher:
                          state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
                          extra=dict(extra or {}))
         cap = self.capacity(provider)
-        # one round trip, all or nothing (MULTI): does the account (or any account) exist, the
-        # record, the admission. A connection lost before EXEC leaves no record without its line
-        # entry; the record is written first, so a start step never finds a slot without one.
+        # one round trip, all or nothing (MULTI): the record, then the admission, which first
+        # checks that the account (or any account) exists and otherwise changes nothing. A
+        # connection lost before EXEC leaves no record without its line entry; the record is
+        # written first, so a start step never finds a slot without one.
+        required = keys.account(provider, account) if account is not None else keys.accounts(provider)
         pipe = self.r.pipeline(transaction=True)
-        pipe.exists(keys.account(provider, account) if account is not None else keys.accounts(provider))
         created = self.generations.create_in(pipe, gen)
-        acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait)
-        exists, record, reply = pipe.execute(raise_on_error=False)
+        acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait,
+                                  require=required)
+        record, reply = pipe.execute(raise_on_error=False)
         try:
             created(record)
             result = acquired(reply)
         except Exception as exc:
-            self.generations.discard(gen)  # refused or failed: nothing of this submission stays
+            # refused, missing account or failed: the generation never entered a line, so
+            # nothing can have admitted it, and nothing of this submission stays
+            self.generations.discard(gen)
             if isinstance(exc, NoCapacity):
                 self.dispatch(getattr(exc, "admitted", ()))  # waiters the pump admitted before refusing
-            if not exists and isinstance(exc, (NoCapacity, NotFound)):
+            if isinstance(exc, NotFound):
                 raise self._unknown_account(spec, account) from None
             raise
-        if not exists and result.status != "admitted":  # (admitted: the account appeared meanwhile)
-            self._withdraw(gen, result.admitted)
-            raise self._unknown_account(spec, account)
         self.dispatch(result.admitted)
         log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
                  account=result.account)
         return Handle(self, gen.id)
-
-    def _withdraw(self, gen: Generation, admitted) -> None:
-        """Undo a submission made for an account that does not exist: out of the line, slot
-        (if one was taken meanwhile) back, record gone. The pump's other admissions stand."""
-        cap = self.capacity(gen.provider)
-        cap.cancel_waiting(gen.id, gen.pinned)
-        admitted = [a for a in admitted if a.generation_id != gen.id]
-        if cap.holder(gen.id):
-            admitted += cap.release(gen.id)
-        self.generations.discard(gen)
-        self.dispatch(admitted)
 
     @staticmethod
     def _unknown_account(spec, account: str | None) -> NotFound:

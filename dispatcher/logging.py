@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 
 import structlog
 
@@ -22,9 +23,11 @@ SECRET_KEYS = frozenset(
 )
 MASK = "…secured…"
 
-MAX_KNOWN_SECRETS = 512
-_known_secrets: dict[str, None] = {}  # ordered by recency: the last registered (or re-registered) last
+MAX_KNOWN_SECRETS = 512  # beyond this, secrets not seen for SECRET_UNUSED_S are forgotten
+SECRET_UNUSED_S = 3600.0
+_known_secrets: dict[str, float] = {}  # value -> when last registered; oldest first
 _lock = threading.Lock()
+_clock = time.monotonic
 
 
 def register_secret(value: str | None) -> None:
@@ -32,15 +35,21 @@ def register_secret(value: str | None) -> None:
 
     Every token a refresh brings is registered, so a long-running worker would
     collect them without end, and every log line is checked against them all.
-    The registry keeps the `MAX_KNOWN_SECRETS` most recently registered: a
-    secret in use is registered again each time it is opened (`Vault.open`),
-    so what ages out are the tokens that expired."""
+    A secret in use is registered again each time it is opened (`Vault.open`:
+    every step, every maintenance tick), so once the registry holds more than
+    `MAX_KNOWN_SECRETS`, the ones not seen for `SECRET_UNUSED_S` (tokens that
+    were replaced) are forgotten. Secrets still in use are never dropped, however
+    many there are."""
     if value and len(value) >= 6:
+        now = _clock()
         with _lock:
             _known_secrets.pop(value, None)
-            _known_secrets[value] = None
+            _known_secrets[value] = now
             while len(_known_secrets) > MAX_KNOWN_SECRETS:
-                del _known_secrets[next(iter(_known_secrets))]
+                oldest = next(iter(_known_secrets))
+                if now - _known_secrets[oldest] < SECRET_UNUSED_S:
+                    break
+                del _known_secrets[oldest]
 
 
 def _scrub(value):

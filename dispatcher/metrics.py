@@ -221,13 +221,26 @@ def _send(d, batch: Batch, pipe=None) -> None:
         get_logger().warning("metrics not recorded", error=type(exc).__name__)
 
 
-def ride(d, pipe) -> int:
-    """Put a worker's deferred samples on a pipeline about to run anyway (its replies come
-    after the caller's own and need not be read); returns how many commands it added."""
+def ride(d, pipe) -> Batch | None:
+    """Put a worker's deferred samples (once RIDE_AGE old) on a pipeline about to run anyway;
+    their replies come after the caller's own and need not be read. Returns the samples put
+    on it, for `keep` should that round trip fail."""
     deferred = getattr(d, "deferred_metrics", None)
     if deferred is None or not _enabled(d):
-        return 0
-    return deferred.take(older_than=deferred.RIDE_AGE).queue(pipe)
+        return None
+    batch = deferred.take(older_than=deferred.RIDE_AGE)
+    if not batch:
+        return None
+    batch.queue(pipe)
+    return batch
+
+
+def keep(d, batch: Batch | None) -> None:
+    """Samples whose round trip failed wait for the next one (a retried round trip that did
+    reach Redis may count them twice: the client retries on a timeout)."""
+    deferred = getattr(d, "deferred_metrics", None)
+    if deferred is not None and batch:
+        deferred.add(batch)
 
 
 def flush(d) -> None:
@@ -235,10 +248,12 @@ def flush(d) -> None:
     deferred = getattr(d, "deferred_metrics", None)
     if deferred is None:
         return
+    batch = deferred.take()
     try:
-        deferred.take().send(d.r)
+        batch.send(d.r)
     except redis.RedisError as exc:
-        get_logger().warning("metrics not recorded", error=type(exc).__name__)
+        keep(d, batch)
+        get_logger().warning("metrics not recorded yet", error=type(exc).__name__)
 
 
 # -- hooks -------------------------------------------------------------------------------

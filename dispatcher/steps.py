@@ -71,12 +71,15 @@ class StepQueue:
             # a poll goes ahead of queued starts: generations already running are tracked
             # before more are started (a burst of submissions otherwise delays every poll)
             at_front=step == "poll",
+            # the account rides along as a hint, so the step reads it with the record in one
+            # round trip; in the job's meta, not its arguments, so that a worker of an older
+            # version (two arguments) still runs the job during a rolling upgrade
+            meta={"account": account} if account else None,
         )
-        # the account rides along as a hint: the step reads it with the record, in one round trip
         if delay > 0:
-            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, account, **kwargs)
+            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
         else:
-            job = q.enqueue(func, generation_id, job_id, account, **kwargs)
+            job = q.enqueue(func, generation_id, job_id, **kwargs)
         if read is None:
             record = {**(fields or {}), "due": time.time() + max(delay, 0), "step": job_id}
             pipe.hset(keys.generation(provider_of(generation_id), generation_id), mapping=record)

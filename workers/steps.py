@@ -55,12 +55,23 @@ class PollLag:
 _lag = PollLag() if os.environ.get("DISPATCHER_RECORD_POLL_LAG") == "1" else None
 
 
+def _hint(step_id: str | None) -> str | None:
+    """The account the running step job was enqueued for (its meta), when this call is that job."""
+    if step_id is None:
+        return None
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.meta.get("account") if job is not None and job.id == step_id else None
+
+
 def _load(generation_id: str, step_id: str | None, account: str | None = None):
-    """The generation, unless gone, superseded or finished, and its account (`account`: the
-    hint the step was enqueued with) as the token check will need it: one round trip, which
+    """The generation, unless gone, superseded or finished, and its account (`account`, else
+    the hint in the step job's meta) as the token check will need it: one round trip, which
     also renews the lease (harmless when it has none or the step turns out stale: renew only
     extends a lease) and carries the worker's deferred metrics."""
     d = dispatcher()
+    account = account or _hint(step_id)
     try:
         provider = provider_of(generation_id)
         cap = d.capacity(provider)
@@ -70,8 +81,12 @@ def _load(generation_id: str, step_id: str | None, account: str | None = None):
     found = d.generations.find_in(pipe, generation_id)
     renewed = cap.renew_in(pipe, generation_id)
     read_account = d.accounts.find_in(pipe, providers.get(provider), account) if account else None
-    metrics.ride(d, pipe)
-    replies = pipe.execute(raise_on_error=False)
+    riding = metrics.ride(d, pipe)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except Exception:
+        metrics.keep(d, riding)
+        raise
     renewed(replies[1])
     gen = found(replies[0])
     if gen is None:

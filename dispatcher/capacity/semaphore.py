@@ -171,29 +171,33 @@ class Capacity:
 
     # -- leases -----------------------------------------------------------------
     def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
-                wait: bool = True, front: bool = False, seed: int | None = None) -> AcquireResult:
+                wait: bool = True, front: bool = False, require: str | None = None,
+                seed: int | None = None) -> AcquireResult:
         """Admit the generation to a random eligible account with room (or to
         `account` when pinned), else queue it FIFO (`front`: at the head, for one
         coming back to the line); with wait=False refuse instead (`NoCapacity`,
-        carrying `.admitted` made by the pump meanwhile)."""
-        args = self._acquire_args(generation_id, account, known, wait, front)
+        carrying `.admitted` made by the pump meanwhile). `require`: a key of this
+        provider that must exist, else `NotFound` and nothing changes."""
+        args = self._acquire_args(generation_id, account, known, wait, front, require)
         return self._acquired(self._run("acquire", *args, seed=seed), account)
 
     def acquire_in(self, pipe, generation_id: str, *, account: str | None = None, known: bool = False,
-                   wait: bool = True, front: bool = False, seed: int | None = None):
+                   wait: bool = True, front: bool = False, require: str | None = None, seed: int | None = None):
         """`acquire` queued on a pipeline; returns a function of its reply giving what
         `acquire` returns (or raising what it raises)."""
-        read = self._queue(pipe, "acquire", *self._acquire_args(generation_id, account, known, wait, front),
-                           seed=seed)
+        args = self._acquire_args(generation_id, account, known, wait, front, require)
+        read = self._queue(pipe, "acquire", *args, seed=seed)
         return lambda reply: self._acquired(read(reply), account)
 
-    @staticmethod
-    def _acquire_args(generation_id, account, known, wait, front) -> tuple:
+    def _acquire_args(self, generation_id, account, known, wait, front, require) -> tuple:
         _check_id("generation_id", generation_id)
         if account is not None:
             _check_id("account", account)
+        if require is not None and not require.startswith(keys.tag(self.provider) + ":"):
+            raise ValidationError(f"require must be a key of {self.provider} (same hash tag), got {require!r}")
         flag = {True: "1", False: "0"}
-        return generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)]
+        return (generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)],
+                require or "")
 
     def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]

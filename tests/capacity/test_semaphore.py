@@ -133,6 +133,27 @@ def test_pinned_unknown_account_is_not_found(cap):
     assert cap.acquire("g2", account="ghost").position == 2
 
 
+@pytest.mark.parametrize("pin", [None, "a"])
+def test_a_missing_required_key_refuses_whole(cap, r, snapshot, pin):
+    """`require` (the account's record at submit): checked before anything, so a submission
+    for a missing account never enters a line that a later account could pump."""
+    redis_snapshot = snapshot
+    cap.set_account("a", 1)
+    cap.acquire("g0")  # takes the slot: the next one would wait
+    before = redis_snapshot(r)
+    missing = keys.account(cap.provider, "nobody")
+    with pytest.raises(NotFound):
+        cap.acquire("g1", account=pin, known=pin is not None, require=missing)
+    assert redis_snapshot(r) == before
+    r.hset(missing, "id", "nobody")
+    assert cap.acquire("g1", account=pin, known=pin is not None, require=missing).status == "waiting"
+
+
+def test_require_must_share_the_providers_hash_tag(cap):
+    with pytest.raises(ValidationError, match="same hash tag"):
+        cap.acquire("g1", require="dsp:{other}:accounts")
+
+
 def test_pinned_lines_are_served_before_the_common_line(cap):
     cap.set_account("a", 1)
     cap.set_account("b", 1)

@@ -90,10 +90,10 @@ def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
 
     pipe = r.pipeline(transaction=False)
     pipe.ping()
-    assert metrics.ride(dispatcher, pipe) == 0, "samples younger than RIDE_AGE wait for more"
+    assert metrics.ride(dispatcher, pipe) is None, "samples younger than RIDE_AGE wait for more"
     dispatcher.deferred_metrics.RIDE_AGE = 0.0
-    added = metrics.ride(dispatcher, pipe)
-    assert added == 1  # two increments of one field: merged into one command
+    riding = metrics.ride(dispatcher, pipe)
+    assert len(riding.ints) + len(riding.floats) == 1  # two increments of one field: merged into one command
     assert pipe.execute()[0] is True
     assert _count(r) == 2
 
@@ -102,6 +102,22 @@ def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
     assert _count(r) == 3
     metrics.flush(dispatcher)  # nothing left: nothing sent twice
     assert _count(r) == 3
+
+
+def test_samples_of_a_failed_round_trip_wait_for_the_next(settings):
+    from dispatcher.client import Dispatcher
+    from dispatcher.redis_server import free_port
+
+    away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings)  # nothing listens there
+    try:
+        away.deferred_metrics = metrics.Deferred()
+        metrics.cooldown(away, "runwayml", "a@example.com")
+        metrics.flush(away)  # fails: logged, and the samples are kept
+        kept = away.deferred_metrics.take()
+        assert kept.ints == {metrics.field("c", "dispatcher_cooldowns", {"provider": "runwayml",
+                                                                         "account": "a@example.com"}): 1}
+    finally:
+        away.close()
 
 
 def test_overdue_deferred_samples_go_out_with_the_next_hook(dispatcher, r, monkeypatch):
@@ -138,9 +154,9 @@ def steps(dispatcher):
 
 
 def test_an_instant_generation_is_four_round_trips_of_its_step(dispatcher, sandbox, steps):
-    """load (record + lease + account) → save the upstream id → finish + release → start the
-    waiter that release admitted. Health records and metrics ride along; the account's token
-    is not read again."""
+    """load (record + lease + account, hinted by the job) → save the upstream id → finish +
+    release → start the waiter that release admitted. Health records and metrics ride along;
+    the account's token is not read again."""
     sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000001", "concurrency": 1,
                                           "duration": 0}).raise_for_status()
     account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000001", "maxJobs": 1})["user_id"]
@@ -148,9 +164,13 @@ def test_an_instant_generation_is_four_round_trips_of_its_step(dispatcher, sandb
            for i in range(3)]
     # the first one loads every script into Redis (a fresh server's cache is empty)
     assert steps.start(ids[0], dispatcher.get(ids[0]).step, account) == "completed"
-    step = dispatcher.get(ids[1]).step
+    # the queued step job itself, run as a worker runs it: its account hint comes from its meta
+    from rq.job import Job
+
+    job = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
+    assert job.args == (ids[1], job.id) and job.meta == {"account": account}
     with round_trips() as sent:
-        assert steps.start(ids[1], step, account) == "completed"
+        assert job.perform() == "completed"
     assert len(sent) == 4, [_names(c) for c in sent]
     assert dispatcher.get(ids[2]).state == "admitted"
     metrics.flush(dispatcher)

@@ -204,22 +204,32 @@ def _read_everything(api) -> str:
     return "\n".join(out)
 
 
-def test_the_secret_registry_keeps_the_recent_ones_and_masks_them(monkeypatch):
-    """Every refreshed token is registered; the registry is bounded and keeps what is in use."""
+def test_the_secret_registry_forgets_only_secrets_no_longer_used(monkeypatch):
+    """Every refreshed token is registered. Past the bound, what goes is what has not been
+    seen for SECRET_UNUSED_S; secrets in use stay masked however many accounts there are."""
     from cryptography.fernet import Fernet
 
     from dispatcher.secrets import Vault
 
+    clock = [1000.0]
     monkeypatch.setattr(dlog, "_known_secrets", {})
+    monkeypatch.setattr(dlog, "_clock", lambda: clock[0])
     monkeypatch.setattr(dlog, "MAX_KNOWN_SECRETS", 8)
+    monkeypatch.setattr(dlog, "SECRET_UNUSED_S", 60.0)
     vault = Vault(Fernet.generate_key().decode())
-    sealed = vault.seal({"password": "the-account-password-0001"})
-    for i in range(20):  # twenty refreshes: tokens come and go
-        dlog.register_secret(f"expired-token-{i:04d}-xyz")
-        if i % 5 == 0:
-            vault.open(sealed)  # the account's credentials are opened now and then (cache hit after the first)
-    assert len(dlog._known_secrets) == 8
-    assert "the-account-password-0001" in dlog._known_secrets
-    assert "expired-token-0019-xyz" in dlog._known_secrets and "expired-token-0000-xyz" not in dlog._known_secrets
-    event = dlog.redact(None, "info", {"event": "login as the-account-password-0001 with expired-token-0019-xyz"})
+    accounts = [vault.seal({"password": f"password-of-account-{i:03d}", "token": f"jwt-of-account-{i:03d}"})
+                for i in range(20)]  # 40 live secrets: five times the bound
+    live = {f"password-of-account-{i:03d}" for i in range(20)} | {f"jwt-of-account-{i:03d}" for i in range(20)}
+    for tick in range(5):  # every 30 s: a burst of refreshes (tokens replaced), then every account is used
+        for i in range(30):
+            dlog.register_secret(f"replaced-token-{tick}-{i:03d}")
+        if tick:  # right after the burst: every secret used 30 s ago is still known
+            assert live <= set(dlog._known_secrets), "a secret in use was forgotten"
+        for sealed in accounts:
+            vault.open(sealed)  # cache hits after the first tick still re-register
+        clock[0] += 30.0
+    assert not any(k.startswith(("replaced-token-0-", "replaced-token-1-")) for k in dlog._known_secrets), \
+        "tokens unused for more than SECRET_UNUSED_S are kept forever"
+    assert len(dlog._known_secrets) < 40 + 5 * 30
+    event = dlog.redact(None, "info", {"event": "login as password-of-account-000 with jwt-of-account-000"})
     assert event["event"] == f"login as {dlog.MASK} with {dlog.MASK}"

@@ -6,14 +6,18 @@
 --       5 wait ('1' queue when busy / '0' refuse), 6 known ('1' the pinned
 --       account exists but is flagged, so its pinned jobs may wait),
 --       7 front ('1' queue at the head of the line: a generation coming back,
---       admitted earlier but not taken upstream before its account left rotation).
+--       admitted earlier but not taken upstream before its account left rotation),
+--       8 require ('' none): a key of the same hash tag that must exist (the pinned
+--       account's record, or the provider's account set), checked before anything
+--       else, so that a submission for a missing account is refused whole.
 -- Returns {status, detail, g1, a1, g2, a2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
 --   {'waiting', position, ...}  queued; 1-based position in its line
 --   {'busy', report, ...}       wait=0 and nothing free; nothing queued.
 --                               report = {account, maxJobs, used, eligible 0/1, ...}
---   {'unknown', account}        pinned to an unconfigured account; nothing changed
+--   {'unknown', account}        pinned to an unconfigured account, or the
+--                               required key is missing; nothing changed
 -- Invariant: FIFO fairness (a returning generation keeps its turn: front). The pump runs first; afterwards a line is non-empty
 -- only if its head cannot be admitted, so a new unpinned generation is admitted
 -- directly only when the common line is empty, a pinned one only when its
@@ -23,6 +27,11 @@
 local g, acct = ARGV[3], ARGV[4]
 local wait, known, front = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1'
 local pinned = acct ~= ''
+local required = ARGV[8] or ''
+
+if required ~= '' and redis.call('EXISTS', required) == 0 then
+  return {'unknown', acct}
+end
 local line = pinned and (K_PINNED .. acct) or K_WAITING
 
 if pinned and not known and redis.call('HEXISTS', K_CAP, acct) == 0
