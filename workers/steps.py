@@ -26,6 +26,10 @@ from .context import dispatcher
 
 log = dlog.get_logger()
 POLL_RETRY_FACTOR = 3  # polls of an accepted job retry this many times longer than creates
+# a generation whose create sends account after account out of rotation (429, 412, 596, a dead
+# session) fails after this many reroutes: it returns to the head of the line and would
+# otherwise take every account that frees up, and cool down or flag each in turn
+MAX_REROUTES = 5
 _STATES = {"succeeded": COMPLETED, "failed": FAILED, "canceled": CANCELED}
 TOKEN_REUSE_S = 0.25  # seconds after a token check during which the start step's poll reuses it
 
@@ -137,7 +141,7 @@ def start(generation_id: str, step_id: str | None = None, account: str | None = 
             checked = time.monotonic()
             upstream_id = adapter.create(token, gen.operation, gen.payload, gen.id)
     except AccountUnusable as exc:
-        return _reroute(d, gen, exc.message)
+        return _reroute(d, gen, UpstreamError(exc.message, status=503))
     except UpstreamError as exc:
         return _start_failed(d, gen, exc)
     # the upstream accepted: save its id before anything else (the account's good call rides along)
@@ -201,13 +205,13 @@ def _start_failed(d, gen, exc: UpstreamError) -> str:
             return "retrying"
         # every fresh session refused: the account is unusable, the generation goes elsewhere
         d.flag_account(gen.provider, gen.account, _refresh_failed())
-        return _reroute(d, gen, verdict.reason)
+        return _reroute(d, gen, exc)
     if verdict.action == COOLDOWN:
         d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
-        return _reroute(d, gen, verdict.reason)
+        return _reroute(d, gen, exc)
     if verdict.action == FLAG:
         d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
-        return _reroute(d, gen, verdict.reason)
+        return _reroute(d, gen, exc)
     if verdict.action == RETRY:
         d.health_failed(gen.provider, gen.account)
         return _retry_start(d, gen, exc)
@@ -230,9 +234,13 @@ def _refresh_failed() -> str:
     return refresh_failed_message()
 
 
-def _reroute(d, gen, reason: str) -> str:
-    """Not accepted upstream and the account left rotation: back to the line, for another account."""
-    log.info("generation rerouted", reason=reason)
+def _reroute(d, gen, exc: UpstreamError) -> str:
+    """Not accepted upstream and the account left rotation: back to the head of the line, for
+    another account; after MAX_REROUTES of them, failed with the last upstream answer."""
+    if d.generations.incr(gen.id, "reroutes") > MAX_REROUTES:
+        log.info("generation failed after reroutes", reason=exc.message, reroutes=MAX_REROUTES)
+        return _fail(d, gen, exc, allowed={ADMITTED})
+    log.info("generation rerouted", reason=exc.message)
     d.generations.update(gen.id, retries=0)  # a fresh retry budget on the next account
     d.requeue(gen.id)
     return "rerouted"

@@ -80,6 +80,24 @@ def test_a_rerouted_generation_keeps_its_turn_at_the_head_of_the_line(dispatcher
     assert dispatcher.get(first).state == "waiting"
 
 
+def test_a_generation_that_every_account_throttles_fails_after_max_reroutes(dispatcher, upstreams, steps):
+    """Each reroute puts it at the head of the line, so it would take every account that frees
+    up and cool it down, for ever: after MAX_REROUTES it fails with the upstream's answer."""
+    accounts = [upstreams.account(RUNWAY, f"busy{i}@example.com", 1, faults={"429": 1.0}) for i in range(2)]
+    gen_id = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "p", "sandbox_duration": 1}).id
+    cap, outcomes = dispatcher.capacity(RUNWAY), []
+    for _ in range(steps.MAX_REROUTES + 3):
+        outcomes.append(steps.start(gen_id))
+        if outcomes[-1] != "rerouted":
+            break
+        for account in accounts:  # time passes: the cooldowns end, the head of the line is admitted
+            dispatcher.dispatch(cap.set_cooldown(account, None))
+    assert outcomes == ["rerouted"] * steps.MAX_REROUTES + ["failed"]
+    gen = dispatcher.get(gen_id)
+    assert (gen.state, gen.error_code, gen.error) == ("failed", 429, "Too many requests")
+    assert cap.holder(gen_id) is None and cap.position(gen_id) is None
+
+
 def test_596_holds_the_account_then_it_returns_by_itself(dispatcher, upstreams, steps):
     gen_id, bad, good = admitted_on(dispatcher, upstreams, {"faults": {"596": 1.0}})
     assert steps.start(gen_id) == "rerouted"
