@@ -165,10 +165,6 @@ class GenerationStore:
         self.failure_ttl = failure_ttl
         self._transition = lua.register(client, "transition")
 
-    def create(self, gen: Generation) -> None:
-        values = {k: getattr(gen, k) for k in Generation.__dataclass_fields__}
-        self.r.hset(keys.generation(gen.provider, gen.id), mapping=_encode(values))
-
     def create_in(self, pipe, gen: Generation):
         """`create` queued on a pipeline; returns a function of its reply (raises its error)."""
         values = {k: getattr(gen, k) for k in Generation.__dataclass_fields__}
