@@ -263,7 +263,7 @@ class Dispatcher:
             raise ValidationError("payload is too large", status=413)
         validate_reply(reply_url, reply_ref)
         if account is not None and (not isinstance(account, str) or not account):
-            raise NotFound(f"Account {account} is not configured for {spec.name}")
+            raise self._unknown_account(spec, account)
         return payload
 
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:

@@ -152,13 +152,12 @@ class Batch:
         for f, x in other.floats.items():
             self.floats[f] = self.floats.get(f, 0.0) + x
 
-    def queue(self, pipe) -> int:
-        """Queue the samples on a pipeline; returns how many commands (replies) that adds."""
+    def queue(self, pipe) -> None:
+        """Queue the samples on a pipeline."""
         for f, n in self.ints.items():
             pipe.hincrby(METRICS_KEY, f, n)
         for f, x in self.floats.items():
             pipe.hincrbyfloat(METRICS_KEY, f, x)
-        return len(self.ints) + len(self.floats)
 
     def send(self, client) -> None:
         if not self:

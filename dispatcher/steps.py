@@ -42,7 +42,7 @@ class StepQueue:
         return self._queues[name]
 
     def _enqueue(self, provider, func, step, generation_id, account, delay: float, fields: dict | None = None,
-                 before=None):
+                 before=None, ride=None):
         """Enqueue one step and, in the same round trip, make it the generation's current step
         (and write `fields` to the record with it, and `due`: when the step is meant to run).
 
@@ -53,7 +53,9 @@ class StepQueue:
         `before(pipe, job_id)`, when given, queues one command ahead of the enqueue in the
         same MULTI and takes over writing the record (a state move that records `step`, so
         the step is current only if the move happened, and nothing is written to a record
-        that is gone); it returns a function of its reply, whose result this call returns."""
+        that is gone); it returns a function of its reply, whose result this call returns.
+        `ride(pipe)`, when given, queues commands whose replies need no reading (a health record)
+        after the enqueue, in the same round trip."""
         q = self.queue(queue_name(provider))
         job_id = f"{generation_id}_{step}_{uuid.uuid4().hex[:8]}"
         pipe = self.connection.pipeline(transaction=True)
@@ -80,6 +82,8 @@ class StepQueue:
             job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
         else:
             job = q.enqueue(func, generation_id, job_id, **kwargs)
+        if ride is not None:
+            ride(pipe)
         if read is None:
             record = {**(fields or {}), "due": time.time() + max(delay, 0), "step": job_id}
             pipe.hset(keys.generation(provider_of(generation_id), generation_id), mapping=record)
@@ -99,8 +103,8 @@ class StepQueue:
         return self._enqueue(provider, START, "start", generation_id, account, 0, before=before)
 
     def poll(self, provider: str, generation_id: str, account: str | None, delay: float = 0,
-             fields: dict | None = None):
-        return self._enqueue(provider, POLL, "poll", generation_id, account, delay, fields)
+             fields: dict | None = None, ride=None):
+        return self._enqueue(provider, POLL, "poll", generation_id, account, delay, fields, ride=ride)
 
     def callback(self, generation_id: str, retries: int):
         intervals = [min(2 ** i, 60) for i in range(max(retries, 1))]

@@ -293,11 +293,12 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False, account=No
         return _poll_failed(d, gen, exc)
     if result.done:
         return _finish(d, gen, result)  # the good call is recorded in the finishing round trip
-    d.health_ok(gen.provider, gen.account)
     polls = gen.polls + (0 if inline else 1)  # only the current step writes `polls`
     elapsed = time.time() - gen.submitted_at if gen.submitted_at else 0.0
+    # the good status call is recorded in the round trip that schedules the next poll
     d.steps.poll(gen.provider, gen.id, gen.account, delay=spec.next_poll(polls, elapsed, result.progress),
-                 fields={"polls": polls, "progress": result.progress, "retries": 0})
+                 fields={"polls": polls, "progress": result.progress, "retries": 0},
+                 ride=lambda pipe: d.health_ok_in(pipe, gen.provider, gen.account))
     return "polling"
 
 

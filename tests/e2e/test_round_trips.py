@@ -176,3 +176,24 @@ def test_an_instant_generation_is_four_round_trips_of_its_step(dispatcher, sandb
     metrics.flush(dispatcher)
     counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.r)["dispatcher_steps"]}
     assert counted == {(("provider", "riffusion"), ("result", "completed"), ("step", "start")): 2.0}
+
+
+def test_a_poll_that_finds_the_upstream_busy_is_two_round_trips(dispatcher, sandbox, steps):
+    """load (record + lease + account) → schedule the next poll, with the health record riding along."""
+    from rq.job import Job
+
+    sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000002", "concurrency": 2,
+                                          "duration": 60}).raise_for_status()
+    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000002", "maxJobs": 2})["user_id"]
+    ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}"}).id for i in range(2)]
+    for gen_id in ids:  # start both (the first loads every script); each schedules its first poll
+        assert Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.rq).perform() == "submitted"
+    poll = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
+    assert poll.func_name == "workers.steps.poll" and poll.meta == {"account": account}
+    with round_trips() as sent:
+        assert poll.perform() == "polling"
+    assert len(sent) == 2, [_names(c) for c in sent]
+    packed = b"".join(sent[1]) if isinstance(sent[1], (list, tuple)) else sent[1]
+    assert keys.failures("riffusion", account).encode() in packed, \
+        "the good status call is recorded in the scheduling round trip"
+    assert dispatcher.get(ids[1]).polls == 1
