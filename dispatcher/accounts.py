@@ -152,6 +152,10 @@ class AccountStore:
 
         return found
 
+    def decode(self, provider: str, raw: dict) -> Account | None:
+        """An account from its raw record as read by someone else (None when empty)."""
+        return self._load(provider, raw) if raw else None
+
     def all(self, spec: ProviderSpec) -> list[Account]:
         ids = self.ids(spec.name)
         pipe = self.r.pipeline(transaction=False)

@@ -118,9 +118,13 @@ class Dispatcher:
         self.accounts.get(spec, account_id)  # 404 when unknown
         failed, admitted = self.capacity(provider).remove_account(account_id)
         self.accounts.delete(spec, account_id)
-        for gid in failed:
-            self.generations.move(gid, {WAITING}, FAILED, error=f"Account {account_id} was deleted", error_code=404)
-            self.finished(gid)
+        for gen in self.generations.many(failed) if failed else ():
+            if gen is None:
+                continue
+            self.generations.move(gen.id, {WAITING}, FAILED, error=f"Account {account_id} was deleted",
+                                  error_code=404)
+            self._unpark(provider, gen.parked)
+            self.finished(gen.id)
         self.dispatch(admitted)
         log.info("account deleted", provider=provider, account=account_id)
 
@@ -165,7 +169,13 @@ class Dispatcher:
         """Put an admitted generation (not accepted upstream) back at the head of its line,
         releasing its slot."""
         gen = self.generations.get(generation_id)
-        if not self.generations.move(gen.id, {ADMITTED}, WAITING, account=None, admitted_at=None):
+        # back to waiting with a fresh parked start job, in one round trip
+        pipe = self.r.pipeline(transaction=True)
+        parked = self.steps.park_in(pipe, gen.provider, gen.id)
+        moved = self.generations.move_in(pipe, gen.id, {ADMITTED}, WAITING, account=None, admitted_at=None,
+                                         parked=parked)
+        if not moved(pipe.execute(raise_on_error=False)[-1]):
+            self._unpark(gen.provider, parked)
             return
         cap = self.capacity(gen.provider)
         self.dispatch(cap.release(gen.id))
@@ -197,6 +207,7 @@ class Dispatcher:
                 code = 412 if all(account_error_code(e) == 412 for e in errors) else 596
                 if self.generations.move(gen.id, {WAITING}, FAILED, error="; ".join(errors), error_code=code):
                     cap.cancel_waiting(gen.id, gen.pinned)
+                    self._unpark(provider, gen.parked)
                     if cap.holder(gen.id):  # admitted meanwhile (account re-posted): give the slot back
                         self.dispatch(cap.release(gen.id))
                     self.finished(gen.id)
@@ -221,19 +232,22 @@ class Dispatcher:
         # checks that the account (or any account) exists and otherwise changes nothing. A
         # connection lost before EXEC leaves no record without its line entry; the record is
         # written first, so a start step never finds a slot without one.
+        # Its start job is written too, parked: the admission (now or when it reaches the
+        # head of its line) enqueues it atomically.
         required = keys.account(provider, account) if account is not None else keys.accounts(provider)
         pipe = self.r.pipeline(transaction=True)
+        gen.parked = self.steps.park_in(pipe, provider, gen.id)
         created = self.generations.create_in(pipe, gen)
         acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait,
                                   require=required)
-        record, reply = pipe.execute(raise_on_error=False)
+        *_, record, reply = pipe.execute(raise_on_error=False)
         try:
             created(record)
             result = acquired(reply)
         except Exception as exc:
             # refused, missing account or failed: the generation never entered a line, so
             # nothing can have admitted it, and nothing of this submission stays
-            self.generations.discard(gen)
+            self._discard(gen)
             if isinstance(exc, NoCapacity):
                 self.dispatch(getattr(exc, "admitted", ()))  # waiters the pump admitted before refusing
             if isinstance(exc, NotFound):
@@ -243,6 +257,19 @@ class Dispatcher:
         log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
                  account=result.account)
         return Handle(self, gen.id)
+
+    def _unpark(self, provider: str, job_id: str | None) -> None:
+        if job_id:
+            pipe = self.r.pipeline(transaction=False)
+            self.steps.unpark_in(pipe, provider, job_id)
+            pipe.execute()
+
+    def _discard(self, gen: Generation) -> None:
+        """Delete a generation that never entered a line, and its parked start job."""
+        pipe = self.r.pipeline(transaction=False)
+        self.steps.unpark_in(pipe, gen.provider, gen.parked)
+        pipe.delete(keys.generation(gen.provider, gen.id))
+        pipe.execute()
 
     @staticmethod
     def _unknown_account(spec, account: str | None) -> NotFound:
@@ -267,9 +294,15 @@ class Dispatcher:
         return payload
 
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
-        """Turn admissions made by a capacity script into start steps on RQ."""
-        pending = list(admissions)
-        admitted, counted = tuple(pending), not pending
+        """Turn admissions made by a capacity script into start steps on RQ: those whose parked
+        start job the script enqueued itself only count; the others (no parked job: canceled
+        meanwhile, or submitted by an older version) get one here."""
+        admitted = tuple(admissions)
+        pending = [a for a in admitted if not a.enqueued]
+        counted = not admitted
+        if not pending:
+            metrics.admitted(self, admitted)
+            counted = True
 
         def before(pipe, job_id, a):
             nonlocal counted
@@ -302,6 +335,7 @@ class Dispatcher:
         provider = gen.provider
         if gen.state == WAITING and self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled"):
             self.capacity(provider).cancel_waiting(gen.id, gen.pinned)
+            self._unpark(provider, gen.parked)  # a canceled record is never enqueued by an admission
             # it may have been admitted between our read and the move: give the slot back
             if self.capacity(provider).holder(gen.id):
                 self.dispatch(self.capacity(provider).release(gen.id))

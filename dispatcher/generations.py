@@ -99,6 +99,7 @@ class Generation:
     polls: int = 0
     retries: int = 0
     step: str | None = None  # id of the one step job allowed to act on this generation
+    parked: str | None = None  # its start job, written but on no queue until admission enqueues it
     maybe_on: str | None = None  # account whose create answered ambiguously (it may hold the job)
     due: float | None = None  # when that step is meant to run (epoch s): a poll's backoff, for lag
     extra: dict = field(default_factory=dict)
@@ -134,6 +135,10 @@ def _encode(values: dict) -> dict:
     return out
 
 
+def _flat_dict(flat) -> dict:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
 def _decode(raw: dict) -> Generation:
     values: dict = {}
     for k, v in raw.items():
@@ -164,15 +169,13 @@ class GenerationStore:
         self.result_ttl = result_ttl
         self.failure_ttl = failure_ttl
         self._transition = lua.register(client, "transition")
+        self._with_account = lua.register(client, "with_account")
 
     def create_in(self, pipe, gen: Generation):
         """`create` queued on a pipeline; returns a function of its reply (raises its error)."""
         values = {k: getattr(gen, k) for k in Generation.__dataclass_fields__}
         pipe.hset(keys.generation(gen.provider, gen.id), mapping=_encode(values))
         return _raise_error
-
-    def discard(self, gen: Generation) -> None:
-        self.r.delete(keys.generation(gen.provider, gen.id))
 
     def get(self, generation_id: str) -> Generation:
         gen = self.find(generation_id)
@@ -199,6 +202,26 @@ class GenerationStore:
             return lambda reply: None
         pipe.hgetall(keys.generation(provider, generation_id))
         return lambda reply: _decode(_raise_error(reply)) if reply else None
+
+    def find_with_account_in(self, pipe, generation_id: str):
+        """`find` plus the raw record of the account the generation holds, in one call
+        (`with_account.lua`) on a pipeline; returns a function of its reply giving
+        (Generation or None, the account's fields as a dict, empty when none)."""
+        generation_id = internal_id(generation_id)
+        try:
+            provider = provider_of(generation_id)
+        except NotFound:
+            return lambda reply: (None, {})
+        key, prefix = keys.generation(provider, generation_id), keys.account(provider, "")
+        pipe.evalsha(self._with_account.sha, 1, key, prefix)
+
+        def found(reply):
+            if isinstance(reply, NoScriptError):
+                reply = self._with_account(keys=[key], args=[prefix])
+            record, account = _raise_error(reply)
+            return (_decode(_flat_dict(record)) if record else None), _flat_dict(account)
+
+        return found
 
     def many(self, generation_ids: list[str]) -> list[Generation | None]:
         pipe = self.r.pipeline(transaction=False)

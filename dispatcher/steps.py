@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 from rq import Queue, Retry
+from rq.job import Job, JobStatus
 
 from . import keys
 from .generations import provider_of
@@ -21,6 +22,7 @@ POLL = "workers.steps.poll"
 DELIVER = "workers.callbacks.deliver"
 CALLBACK_QUEUE = "dispatcher.callbacks"
 STEP_TIMEOUT = 120  # seconds; a step is milliseconds of work plus one upstream call
+RESULT_TTL, FAILURE_TTL = 60, 7 * 24 * 3600  # seconds RQ keeps a step job once it ran / failed
 
 
 def queue_name(provider: str) -> str:
@@ -29,6 +31,15 @@ def queue_name(provider: str) -> str:
 
 def all_queue_names(providers) -> list[str]:
     return [queue_name(p) for p in providers] + [CALLBACK_QUEUE]
+
+
+def _job_id(generation_id: str, step: str) -> str:
+    return f"{generation_id}_{step}_{uuid.uuid4().hex[:8]}"
+
+
+def _description(provider: str, step: str, generation_id: str, account: str | None) -> str:
+    # a parked start ends in " on -": the admitting script writes the account there (_pump.lua)
+    return f"{provider} {step} {generation_id} on {account or '-'}"
 
 
 class StepQueue:
@@ -57,7 +68,7 @@ class StepQueue:
         `ride(pipe)`, when given, queues commands whose replies need no reading (a health record)
         after the enqueue, in the same round trip."""
         q = self.queue(queue_name(provider))
-        job_id = f"{generation_id}_{step}_{uuid.uuid4().hex[:8]}"
+        job_id = _job_id(generation_id, step)
         pipe = self.connection.pipeline(transaction=True)
         read = None
         if before is not None:
@@ -66,17 +77,13 @@ class StepQueue:
         kwargs = dict(
             job_id=job_id,
             pipeline=pipe,
-            description=f"{provider} {step} {generation_id} on {account or '-'}",
-            result_ttl=60,
-            failure_ttl=7 * 24 * 3600,
+            description=_description(provider, step, generation_id, account),
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
             job_timeout=STEP_TIMEOUT,
             # a poll goes ahead of queued starts: generations already running are tracked
             # before more are started (a burst of submissions otherwise delays every poll)
             at_front=step == "poll",
-            # the account rides along as a hint, so the step reads it with the record in one
-            # round trip; in the job's meta, not its arguments, so that a worker of an older
-            # version (two arguments) still runs the job during a rolling upgrade
-            meta={"account": account} if account else None,
         )
         if delay > 0:
             job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
@@ -94,6 +101,30 @@ class StepQueue:
             if isinstance(reply, Exception):
                 raise reply
         return read(replies[0])
+
+    def park_in(self, pipe, provider: str, generation_id: str) -> str:
+        """Write a generation's start job on `pipe` without putting it on a queue: RQ status
+        `deferred`, listed in its queue's deferred registry (so rq-dashboard shows the waiting
+        generations). The capacity script that admits the generation enqueues it in the same
+        atomic step (`enqueue_parked` in capacity/scripts/_pump.lua), so an admitted
+        generation is on RQ without another round trip and never admitted but not enqueued.
+        Returns the job id, for the record's `parked` field."""
+        q = self.queue(queue_name(provider))
+        job_id = _job_id(generation_id, "start")
+        job = q.create_job(START, args=(generation_id, job_id), job_id=job_id, timeout=STEP_TIMEOUT,
+                           description=_description(provider, "start", generation_id, None),
+                           result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, status=JobStatus.DEFERRED)
+        job.origin = q.name
+        job.save(pipeline=pipe)
+        q.deferred_job_registry.add(job, pipeline=pipe)
+        return job_id
+
+    def unpark_in(self, pipe, provider: str, job_id: str | None) -> None:
+        """Delete a parked start job that will never run (its generation left the line)."""
+        if job_id:
+            q = self.queue(queue_name(provider))
+            pipe.zrem(q.deferred_job_registry.key, job_id)
+            pipe.delete(Job.key_for(job_id))
 
     def start(self, provider: str, generation_id: str, account: str | None, delay: float = 0):
         return self._enqueue(provider, START, "start", generation_id, account, delay)

@@ -59,32 +59,20 @@ class PollLag:
 _lag = PollLag() if os.environ.get("DISPATCHER_RECORD_POLL_LAG") == "1" else None
 
 
-def _hint(step_id: str | None) -> str | None:
-    """The account the running step job was enqueued for (its meta), when this call is that job."""
-    if step_id is None:
-        return None
-    from rq import get_current_job
-
-    job = get_current_job()
-    return job.meta.get("account") if job is not None and job.id == step_id else None
-
-
-def _load(generation_id: str, step_id: str | None, account: str | None = None):
-    """The generation, unless gone, superseded or finished, and its account (`account`, else
-    the hint in the step job's meta) as the token check will need it: one round trip, which
-    also renews the lease (harmless when it has none or the step turns out stale: renew only
-    extends a lease) and carries the worker's deferred metrics."""
+def _load(generation_id: str, step_id: str | None):
+    """The generation, unless gone, superseded or finished, and the account it holds (as the
+    token check will need it): one round trip, which also renews the lease (harmless when it
+    has none or the step turns out stale: renew only extends a lease) and carries the
+    worker's deferred metrics."""
     d = dispatcher()
-    account = account or _hint(step_id)
     try:
         provider = provider_of(generation_id)
         cap = d.capacity(provider)
     except NotFound:
         return d, None, None
     pipe = d.r.pipeline(transaction=False)
-    found = d.generations.find_in(pipe, generation_id)
+    found = d.generations.find_with_account_in(pipe, generation_id)
     renewed = cap.renew_in(pipe, generation_id)
-    read_account = d.accounts.find_in(pipe, providers.get(provider), account) if account else None
     riding = metrics.ride(d, pipe)
     try:
         replies = pipe.execute(raise_on_error=False)
@@ -92,7 +80,7 @@ def _load(generation_id: str, step_id: str | None, account: str | None = None):
         metrics.keep(d, riding)
         raise
     renewed(replies[1])
-    gen = found(replies[0])
+    gen, account = found(replies[0])
     if gen is None:
         return d, None, None  # record gone (expired/never written): maintenance reaps any slot
     if step_id is not None and gen.step and gen.step != step_id:
@@ -102,8 +90,7 @@ def _load(generation_id: str, step_id: str | None, account: str | None = None):
     if gen.terminal:
         _release(d, gen.provider, gen.id)
         return d, None, None
-    acct = read_account(replies[2]) if read_account is not None and gen.account == account else None
-    return d, gen, acct
+    return d, gen, d.accounts.decode(gen.provider, account)
 
 
 def _release(d, provider: str, generation_id: str) -> None:
@@ -112,8 +99,8 @@ def _release(d, provider: str, generation_id: str) -> None:
 
 
 @metrics.timed_step("start", dispatcher)
-def start(generation_id: str, step_id: str | None = None, account: str | None = None) -> str:
-    d, gen, acct = _load(generation_id, step_id, account)
+def start(generation_id: str, step_id: str | None = None) -> str:
+    d, gen, acct = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
     cap = d.capacity(gen.provider)
@@ -256,14 +243,14 @@ def _fail(d, gen, exc: UpstreamError, *, allowed) -> str:
 
 
 @metrics.timed_step("poll", dispatcher)
-def poll(generation_id: str, step_id: str | None = None, account: str | None = None) -> str:
-    d, gen, acct = _load(generation_id, step_id, account)
+def poll(generation_id: str, step_id: str | None = None) -> str:
+    d, gen, acct = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
     if _lag is not None and gen.due:
         _lag.add(d, gen.due)
     if not gen.upstream_id:
-        return start(generation_id, None, account)
+        return start(generation_id, None)
     return _check(d, gen, account=acct)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from redis.exceptions import NoScriptError
@@ -45,7 +45,25 @@ _DERIVED = {
     keys.used: "used", keys.leases: "leases", keys.holder: "holder", keys.cooldown: "cooldown",
     keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
     keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
+    lambda p: keys.generation(p, ""): "gen:",
 }
+
+
+def _check_rq_names() -> None:
+    """scripts/_pump.lua enqueues parked start jobs under RQ's key names: fail loudly at
+    start-up if the installed RQ names them differently."""
+    from rq.job import Job
+    from rq.queue import Queue
+    from rq.registry import DeferredJobRegistry
+
+    ours = {"rq:job:": Job.redis_job_namespace_prefix, "rq:queue:": Queue.redis_queue_namespace_prefix,
+            "rq:queues": Queue.redis_queues_keys, "rq:deferred:x": DeferredJobRegistry.key_template.format("x")}
+    for lua_name, rq_name in ours.items():
+        if lua_name != rq_name:
+            raise RuntimeError(f"scripts/_pump.lua uses {lua_name!r} where RQ names {rq_name!r}: keep them in step")
+
+
+_check_rq_names()
 
 
 def _check_derived_names(provider: str) -> None:
@@ -86,6 +104,10 @@ def _pairs(flat) -> list:
 class Admission:
     generation_id: str
     account: str
+    # the script also enqueued the generation's parked RQ start job (and moved its record
+    # to admitted); otherwise `Dispatcher.dispatch` enqueues one. Not part of equality:
+    # which admissions happen is the capacity model's business, how they start is not.
+    enqueued: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +119,8 @@ class AcquireResult:
 
 
 def _admissions(flat) -> list[Admission]:
-    return [Admission(_s(g), _s(a)) for g, a in _pairs(flat)]
+    """The scripts' flat admissions g1, a1, e1, g2, ... (see scripts/_pump.lua)."""
+    return [Admission(_s(flat[i]), _s(flat[i + 1]), int(flat[i + 2]) == 1) for i in range(0, len(flat), 3)]
 
 
 def _check_id(kind: str, value) -> str:

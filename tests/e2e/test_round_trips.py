@@ -153,26 +153,30 @@ def steps(dispatcher):
     context._dispatcher = previous
 
 
-def test_an_instant_generation_is_four_round_trips_of_its_step(dispatcher, sandbox, steps):
-    """load (record + lease + account, hinted by the job) → save the upstream id → finish +
-    release → start the waiter that release admitted. Health records and metrics ride along;
-    the account's token is not read again."""
+def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sandbox, steps):
+    """load (record + its account + lease) → save the upstream id → finish + release, whose
+    admission of the next waiter enqueues that waiter's parked start job in the same script.
+    Health records and metrics ride along; the account's token is not read again."""
+    from rq.job import Job
+
     sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000001", "concurrency": 1,
                                           "duration": 0}).raise_for_status()
-    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000001", "maxJobs": 1})["user_id"]
+    dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000001", "maxJobs": 1})
     ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}", "sandbox_duration": 0}).id
            for i in range(3)]
     # the first one loads every script into Redis (a fresh server's cache is empty)
-    assert steps.start(ids[0], dispatcher.get(ids[0]).step, account) == "completed"
-    # the queued step job itself, run as a worker runs it: its account hint comes from its meta
-    from rq.job import Job
-
+    assert steps.start(ids[0], dispatcher.get(ids[0]).step) == "completed"
+    # the queued step job itself, run as a worker runs it: the one its submission parked
     job = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
-    assert job.args == (ids[1], job.id) and job.meta == {"account": account}
+    assert job.args == (ids[1], job.id) and job.get_status() == "queued"
+    waiter = dispatcher.get(ids[2])
+    assert waiter.state == WAITING and Job.fetch(waiter.parked, connection=dispatcher.rq).get_status() == "deferred"
     with round_trips() as sent:
         assert job.perform() == "completed"
-    assert len(sent) == 4, [_names(c) for c in sent]
-    assert dispatcher.get(ids[2]).state == "admitted"
+    assert len(sent) == 3, [_names(c) for c in sent]
+    admitted = dispatcher.get(ids[2])
+    assert admitted.state == "admitted" and admitted.step == waiter.parked and admitted.parked is None
+    assert dispatcher.rq.lpos(f"rq:queue:dispatcher.riffusion", waiter.parked) is not None
     metrics.flush(dispatcher)
     counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.r)["dispatcher_steps"]}
     assert counted == {(("provider", "riffusion"), ("result", "completed"), ("step", "start")): 2.0}
@@ -189,7 +193,7 @@ def test_a_poll_that_finds_the_upstream_busy_is_two_round_trips(dispatcher, sand
     for gen_id in ids:  # start both (the first loads every script); each schedules its first poll
         assert Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.rq).perform() == "submitted"
     poll = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
-    assert poll.func_name == "workers.steps.poll" and poll.meta == {"account": account}
+    assert poll.func_name == "workers.steps.poll"
     with round_trips() as sent:
         assert poll.perform() == "polling"
     assert len(sent) == 2, [_names(c) for c in sent]

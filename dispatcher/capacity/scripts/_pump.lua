@@ -14,6 +14,7 @@
 --   pinned_lines  set   accounts whose pinned line is non-empty
 --   started       hash  generation -> ms its lease was taken
 --   pinned:<a>    list  the pinned line of account a
+--   gen:<g>       hash  generation g's record (read and moved only by admit, below)
 --
 -- One declared key instead of ten: every call encodes and sends nine arguments
 -- fewer (the capacity calls sit on every step's path). Every derived name carries
@@ -43,7 +44,9 @@ local K_CAP = KEYS[1]
 local P = string.sub(K_CAP, 1, -4) -- "dsp:{p}:" (K_CAP ends in "cap")
 local K_USED, K_LEASES, K_HOLDER = P .. 'used', P .. 'leases', P .. 'holder'
 local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = P .. 'cooldown', P .. 'usable', P .. 'waiting', P .. 'pinned_lines'
-local K_STARTED, K_PINNED = P .. 'started', P .. 'pinned:'
+local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
+-- RQ's key names (semaphore.py checks them against the installed RQ at start-up)
+local RQ_JOB, RQ_QUEUE, RQ_DEFERRED, RQ_QUEUES = 'rq:job:', 'rq:queue:', 'rq:deferred:', 'rq:queues'
 
 local NOW
 do
@@ -105,7 +108,8 @@ local function free_accounts()
   return list
 end
 
--- Admissions made by this call, flat: g1, a1, g2, a2, ...
+-- Admissions made by this call, flat: g1, a1, e1, g2, a2, e2, ... (e: 1 when the
+-- generation's parked start job was enqueued by this call, see enqueue_parked)
 local ADMITTED = {}
 -- A flat reply (cheaper for the client to parse than nested arrays): the
 -- script's own fields, then the admissions.
@@ -114,6 +118,56 @@ local function reply(...)
   for i = 1, #ADMITTED do out[#out + 1] = ADMITTED[i] end
   return out
 end
+-- RQ's timestamp format (utcformat: '%Y-%m-%dT%H:%M:%S.%fZ') of ms since the epoch;
+-- the date from days since the epoch by H. Hinnant's civil_from_days.
+local function rq_time(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, math.floor(rem / 3600),
+                       math.floor(rem % 3600 / 60), rem % 60, (ms % 1000) * 1000)
+end
+
+-- Admission and enqueue in one atomic step: a generation submitted (or requeued) with
+-- its RQ start job parked (written by dispatcher/steps.py with status 'deferred', its id
+-- in the record's `parked` field) has that job pushed onto its RQ queue here, and its
+-- record moved waiting -> admitted with the job as its current `step`, as
+-- Queue.enqueue_job would (status, enqueued_at, off the deferred registry, pushed).
+-- Returns 1 when it did; 0 leaves the enqueue to the caller (Dispatcher.dispatch): no
+-- record, a record no longer waiting (canceled meanwhile), no parked job (one written
+-- by an older version) or a parked job deleted by hand. These keys are outside the
+-- provider's hash slot (RQ's names cannot carry a hash tag), which is fine on the one
+-- Redis RQ needs; RQ itself does not run on Redis Cluster.
+local function enqueue_parked(g, a)
+  local gk = K_GEN .. g
+  local rec = redis.call('HMGET', gk, 'state', 'parked')
+  local job = rec[2]
+  if rec[1] ~= 'waiting' or not job or job == '' then return 0 end
+  redis.call('HDEL', gk, 'parked') -- a parked job is pushed at most once
+  local jk = RQ_JOB .. job
+  local job_state = redis.call('HMGET', jk, 'origin', 'status', 'description')
+  local origin, desc = job_state[1], job_state[3] or ''
+  if not origin or job_state[2] ~= 'deferred' then return 0 end
+  local t = tostring(NOW / 1000)
+  redis.call('HSET', gk, 'state', 'admitted', 'account', a, 'admitted_at', t, 'step', job, 'due', t)
+  redis.call('ZREM', RQ_DEFERRED .. origin, job)
+  -- "<provider> start <generation> on -": the account is known now (steps._description)
+  if string.sub(desc, -5) == ' on -' then desc = string.sub(desc, 1, -2) .. a end
+  redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', rq_time(NOW), 'description', desc)
+  redis.call('RPUSH', RQ_QUEUE .. origin, job)
+  redis.call('SADD', RQ_QUEUES, RQ_QUEUE .. origin)
+  return 1
+end
+
 local function admit(g, a)
   -- HSETNX: a generation never holds two slots (a stale duplicate is dropped).
   if redis.call('HSETNX', K_HOLDER, g, a) == 0 then return false end
@@ -123,6 +177,7 @@ local function admit(g, a)
   redis.call('HSET', K_STARTED, g, NOW)
   ADMITTED[#ADMITTED + 1] = g
   ADMITTED[#ADMITTED + 1] = a
+  ADMITTED[#ADMITTED + 1] = enqueue_parked(g, a)
   return true
 end
 

@@ -10,7 +10,7 @@
 --       8 require ('' none): a key of the same hash tag that must exist (the pinned
 --       account's record, or the provider's account set), checked before anything
 --       else, so that a submission for a missing account is refused whole.
--- Returns {status, detail, g1, a1, g2, a2, ...}: after the first two fields,
+-- Returns {status, detail, g1, a1, e1, g2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
 --   {'waiting', position, ...}  queued; 1-based position in its line

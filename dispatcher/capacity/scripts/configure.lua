@@ -8,7 +8,7 @@
 --   'remove'   out of cap, cooldown and usable_until; its pinned line is deleted
 --   'cooldown' value = ms until which it is ineligible, '' to clear
 --   'usable'   value = ms from which it is ineligible, '' to clear
--- Returns {admissions flat {g, a, ...}, removed pinned waiters (op 'remove')}.
+-- Returns {admissions flat {g, a, e, ...}, removed pinned waiters (op 'remove')}.
 -- Invariant: running leases are never touched. After lowering maxJobs, used may
 -- exceed it; the account then admits nothing until used < maxJobs. Removed or
 -- disabled accounts admit nothing; removed ones leave `used` when their last

@@ -3,7 +3,7 @@
 -- Prelude: _pump.lua (key names, NOW, PRNG, admit, pump) is prepended at load.
 --
 -- ARGV: 1 seed, 2 ttl ms.
--- Returns admissions flat {g, a, ...}.
+-- Returns admissions flat {g, a, e, ...} (see _pump.lua).
 -- Invariant: after it, no line head can be admitted (fixed point). It is the
 -- safety net for capacity that appears with no event (a cooldown ending).
 

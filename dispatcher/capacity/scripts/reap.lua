@@ -3,7 +3,7 @@
 -- Prelude: _pump.lua (key names, NOW, PRNG, admit, pump) is prepended at load.
 --
 -- ARGV: 1 seed, 2 ttl ms (for the pump's admissions), 3 limit (max leases reaped).
--- Returns {reaped generations (earliest deadline first), admissions flat {g, a, ...}}.
+-- Returns {reaped generations (earliest deadline first), admissions flat {g, a, e, ...}}.
 -- Invariant: a lease is expired when its deadline <= now (Redis TIME); at most
 -- `limit` are released, all before the single pump, exactly as release would.
 

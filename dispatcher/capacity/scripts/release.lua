@@ -3,7 +3,7 @@
 -- Prelude: _pump.lua (key names, NOW, PRNG, admit, pump) is prepended at load.
 --
 -- ARGV: 1 seed, 2 ttl ms (for the pump's admissions), 3 generation id.
--- Returns {released 1/0, g1, a1, g2, a2, ...}: then the admissions, flat.
+-- Returns {released 1/0, g1, a1, e1, ...}: then the admissions, flat (see _pump.lua).
 -- Invariant: idempotent; a generation without a lease changes nothing but
 -- still pumps. used[a] drops with the lease and its entry is deleted at 0
 -- (so accounts removed from cap vanish from used once their last lease ends).

@@ -1,0 +1,134 @@
+"""A generation's start job is written at submit, parked (RQ `deferred`), and the capacity
+script that admits the generation enqueues it in the same atomic step.
+
+Real Redis, real RQ jobs; the scripts' own date formatting is checked against Python's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from rq.job import Job
+from rq.registry import DeferredJobRegistry
+
+from dispatcher import keys
+from dispatcher.capacity.semaphore import _read
+from dispatcher.generations import ADMITTED, CANCELED, WAITING
+from dispatcher.steps import queue_name
+
+PROVIDER, OPERATION = "riffusion", "music/generate"
+QUEUE = queue_name(PROVIDER)
+
+
+def _account(dispatcher, sandbox, max_jobs=1, cookie="pk-cookie-000001") -> str:
+    sandbox.post("/_sandbox/users", json={"provider": PROVIDER, "cookie": cookie, "concurrency": max_jobs,
+                                          "duration": 30}).raise_for_status()
+    return dispatcher.upsert_account(PROVIDER, {"cookie": cookie, "maxJobs": max_jobs})["user_id"]
+
+
+def _submit(dispatcher, n=1, **kw):
+    return [dispatcher.submit(PROVIDER, OPERATION, {"prompt": f"p{i}"}, **kw).id for i in range(n)]
+
+
+def _deferred(dispatcher) -> list[str]:
+    return DeferredJobRegistry(QUEUE, connection=dispatcher.rq).get_job_ids()
+
+
+def _queued(dispatcher) -> list[str]:
+    return [j.decode() for j in dispatcher.rq.lrange(f"rq:queue:{QUEUE}", 0, -1)]
+
+
+def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues_it(dispatcher, sandbox):
+    account = _account(dispatcher, sandbox)
+    first, second = _submit(dispatcher, 2)
+    running, waiting = dispatcher.get(first), dispatcher.get(second)
+    # admitted at submit: its parked job was enqueued by acquire itself, nothing left parked
+    assert running.state == ADMITTED and running.parked is None and _queued(dispatcher) == [running.step]
+    assert waiting.state == WAITING and waiting.parked and _deferred(dispatcher) == [waiting.parked]
+    job = Job.fetch(waiting.parked, connection=dispatcher.rq)
+    assert job.get_status() == "deferred" and job.args == (second, waiting.parked)
+    assert job.description == f"{PROVIDER} start {second} on -"
+
+    before = datetime.now(timezone.utc)
+    admitted = dispatcher.capacity(PROVIDER).release(first)
+    assert [(a.generation_id, a.account, a.enqueued) for a in admitted] == [(second, account, True)]
+    gen = dispatcher.get(second)
+    assert (gen.state, gen.account, gen.step, gen.parked) == (ADMITTED, account, waiting.parked, None)
+    assert gen.admitted_at is not None and gen.due == gen.admitted_at
+    job = Job.fetch(waiting.parked, connection=dispatcher.rq)
+    assert job.get_status() == "queued" and job.description == f"{PROVIDER} start {second} on {account}"
+    assert abs(job.enqueued_at.replace(tzinfo=timezone.utc) - before) < timedelta(seconds=5)
+    assert waiting.parked in _queued(dispatcher) and _deferred(dispatcher) == []
+    assert dispatcher.rq.sismember("rq:queues", f"rq:queue:{QUEUE}")
+    # dispatch has nothing left to enqueue: the queue holds exactly the two start jobs
+    dispatcher.dispatch(admitted)
+    assert _queued(dispatcher) == [running.step, waiting.parked]
+
+
+def test_canceling_a_waiting_generation_deletes_its_parked_job(dispatcher, sandbox):
+    _account(dispatcher, sandbox)
+    first, second = _submit(dispatcher, 2)
+    parked = dispatcher.get(second).parked
+    assert dispatcher.cancel(second).state == CANCELED
+    assert not dispatcher.rq.exists(Job.key_for(parked)) and _deferred(dispatcher) == []
+    assert dispatcher.capacity(PROVIDER).release(first) == []  # nobody left to admit
+    assert _queued(dispatcher) == [dispatcher.get(first).step]
+
+
+def test_a_refused_submission_leaves_no_parked_job(dispatcher, sandbox, r, snapshot):
+    from dispatcher.errors import NoCapacity
+
+    _account(dispatcher, sandbox)
+    _submit(dispatcher, 1)
+    before = snapshot(r)
+    with pytest.raises(NoCapacity):
+        dispatcher.submit(PROVIDER, OPERATION, {"prompt": "no room"}, wait=False)
+    assert snapshot(r) == before
+
+
+@pytest.mark.parametrize("older", ["record without a parked job", "parked job deleted by hand"])
+def test_an_admission_without_its_parked_job_is_enqueued_by_dispatch(dispatcher, sandbox, older):
+    """Generations submitted by an older version (no `parked` field), or whose parked job someone
+    deleted in rq-dashboard, still start: the script leaves them to `Dispatcher.dispatch`."""
+    account = _account(dispatcher, sandbox)
+    first, second = _submit(dispatcher, 2)
+    parked = dispatcher.get(second).parked
+    if older == "record without a parked job":
+        dispatcher.r.hdel(keys.generation(PROVIDER, second), "parked")
+    dispatcher.rq.delete(Job.key_for(parked))
+    dispatcher.rq.zrem(DeferredJobRegistry(QUEUE, connection=dispatcher.rq).key, parked)
+
+    admitted = dispatcher.capacity(PROVIDER).release(first)
+    assert [(a.generation_id, a.enqueued) for a in admitted] == [(second, False)]
+    assert dispatcher.get(second).state == WAITING  # the script did not touch the record
+    dispatcher.dispatch(admitted)
+    gen = dispatcher.get(second)
+    assert gen.state == ADMITTED and gen.account == account and gen.step not in (None, parked)
+    assert Job.fetch(gen.step, connection=dispatcher.rq).get_status() == "queued"
+    assert dispatcher.get(second).parked is None
+
+
+def test_a_requeued_generation_gets_a_fresh_parked_job(dispatcher, sandbox):
+    """A reroute puts an admitted generation back in line: a new start job is parked with it
+    (the old one already ran), and admitting it again enqueues that one."""
+    _account(dispatcher, sandbox)
+    (gen_id,) = _submit(dispatcher, 1)
+    old_step = dispatcher.get(gen_id).step
+    dispatcher.requeue(gen_id)  # the slot it gives back is free: admitted again at once
+    gen = dispatcher.get(gen_id)
+    assert gen.state == ADMITTED and gen.step != old_step and gen.parked is None
+    assert Job.fetch(gen.step, connection=dispatcher.rq).get_status() == "queued"
+    assert _queued(dispatcher) == [old_step, gen.step]
+
+
+# -- the script's RQ timestamps ------------------------------------------------------------
+@given(st.integers(min_value=0, max_value=253402300799999))  # 1970 .. 9999-12-31T23:59:59.999
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_scripts_write_rq_timestamps_as_rq_does(r, ms):
+    """`rq_time` of scripts/_pump.lua (read-only here: the prelude alone writes nothing)."""
+    rq_time = r.register_script(_read("_pump") + "\nreturn rq_time(tonumber(ARGV[3]))")
+    expected = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+    got = rq_time(keys=[keys.cap("p")], args=[1, 0, ms]).decode()
+    assert got == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
