@@ -297,24 +297,31 @@ class Dispatcher:
         """Turn admissions made by a capacity script into start steps on RQ: those whose parked
         start job the script enqueued itself only count; the others (no parked job: canceled
         meanwhile, or submitted by an older version) get one here."""
-        admitted = tuple(admissions)
+        batch = list(admissions)
+        while batch:
+            batch = self._dispatch_batch(batch)
+
+    def _dispatch_batch(self, admitted: list[Admission]) -> list[Admission]:
+        """One script's admissions; returns those of the releases this made (canceled waiters)."""
         pending = [a for a in admitted if not a.enqueued]
-        counted = not admitted
+        more: list[Admission] = []
         if not pending:
             metrics.admitted(self, admitted)
-            counted = True
+            return more
+        counted = False
 
         def before(pipe, job_id, a):
             nonlocal counted
+            # `parked` cleared: a parked job this record still names (an older version admitted
+            # it) is left to maintenance's sweep
             moved = self.generations.move_in(pipe, a.generation_id, {WAITING}, ADMITTED, account=a.account,
-                                             admitted_at=time.time(), step=job_id, due=time.time())
+                                             admitted_at=time.time(), step=job_id, due=time.time(), parked=None)
             if not counted:  # the admissions' counters ride on the first enqueue's round trip
                 metrics.admitted(self, admitted, pipe)
                 counted = True
             return moved
 
-        while pending:
-            a = pending.pop(0)
+        for a in pending:
             provider = provider_of(a.generation_id)
             # the move (which records the step) and the start step's enqueue: one round trip
             moved = self.steps.start_after(provider, a.generation_id, a.account,
@@ -322,9 +329,10 @@ class Dispatcher:
             if not moved:  # that start step is not the record's `step`: it exits at once
                 gen = self.generations.find(a.generation_id)
                 if gen is None or gen.terminal:  # canceled or gone while waiting: give the slot back
-                    pending += self.capacity(provider).release(a.generation_id)
+                    more += self.capacity(provider).release(a.generation_id)
                     continue
                 self.steps.start(provider, a.generation_id, a.account)
+        return more
 
     def get(self, generation_id: str) -> Generation:
         return self.generations.get(generation_id)
@@ -333,28 +341,41 @@ class Dispatcher:
         """Cancel: a waiting job leaves the line; a running one is cancelled upstream and frees its slot."""
         gen = self.generations.get(generation_id)
         provider = gen.provider
-        if gen.state == WAITING and self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled"):
+        while not self._cancel_in(gen):
+            current = self.generations.get(gen.id)  # moved on meanwhile (e.g. admitted): act on that
+            if current.terminal:
+                return current  # already terminal: cancel is idempotent
+            gen = current
+        self.finished(gen.id)
+        log.info("generation canceled", generation_id=gen.id, provider=provider)
+        return self.generations.get(gen.id)
+
+    def _cancel_in(self, gen: Generation) -> bool:
+        """Cancel from the state `gen` was read in; False when the record was no longer in it."""
+        provider = gen.provider
+        if gen.state == WAITING:
+            if not self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled"):
+                return False
             self.capacity(provider).cancel_waiting(gen.id, gen.pinned)
             self._unpark(provider, gen.parked)  # a canceled record is never enqueued by an admission
             # it may have been admitted between our read and the move: give the slot back
             if self.capacity(provider).holder(gen.id):
                 self.dispatch(self.capacity(provider).release(gen.id))
-        elif gen.state == ADMITTED and self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled"):
+            return True
+        if gen.state == ADMITTED:
             # its start step may be submitting right now: that step (or, if it died, the reaper)
             # cancels any upstream job it created and only then releases the slot
-            pass
-        elif gen.state == SUBMITTED:
+            return self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled")
+        if gen.state == SUBMITTED:
             from .tokens import ensure_token  # a checked (refreshed if need be) token, never an expired one
 
             token = ensure_token(self, provider, gen.account, flagged_ok=True)
             self.adapter(provider).cancel(token, gen.upstream_id)  # raises UpstreamError: nothing changes
-            if self.generations.move(gen.id, {SUBMITTED}, CANCELED, error="canceled"):
-                self.dispatch(self.capacity(provider).release(gen.id))
-        else:
-            return gen  # already terminal: cancel is idempotent
-        self.finished(gen.id)
-        log.info("generation canceled", generation_id=gen.id, provider=provider)
-        return self.generations.get(gen.id)
+            if not self.generations.move(gen.id, {SUBMITTED}, CANCELED, error="canceled"):
+                return False
+            self.dispatch(self.capacity(provider).release(gen.id))
+            return True
+        return False
 
     def finished(self, generation_id: str, gen: Generation | None = None) -> None:
         """A generation reached a terminal state: fire its callback (never delays the release).

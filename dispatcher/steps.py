@@ -7,6 +7,7 @@ generation, provider and account it belongs to.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from datetime import timedelta
@@ -125,6 +126,39 @@ class StepQueue:
             q = self.queue(queue_name(provider))
             pipe.zrem(q.deferred_job_registry.key, job_id)
             pipe.delete(Job.key_for(job_id))
+
+    def sweep_parked(self, provider: str, limit: int = 200) -> int:
+        """Delete parked start jobs whose generation no longer waits for them (maintenance's
+        safety net: a record moved to admitted outside the admitting script, e.g. by a worker
+        of an older version during a rolling upgrade, or after a crash mid-requeue). Checks
+        `limit` of them from a random place in the deferred registry; returns how many went.
+        A parked job, once its record stops naming it while waiting, never becomes current
+        again (parking always writes a fresh id), so reading then deleting is safe."""
+        registry = self.queue(queue_name(provider)).deferred_job_registry
+        total = self.connection.zcard(registry.key)
+        if not total:
+            return 0
+        first = random.randrange(max(total - limit, 0) + 1)
+        job_ids = [j.decode() if isinstance(j, bytes) else j
+                   for j in self.connection.zrange(registry.key, first, first + limit - 1)]
+        pipe = self.connection.pipeline(transaction=False)
+        for job_id in job_ids:
+            gen_id = job_id.partition("_")[0]
+            pipe.hmget(keys.generation(provider, gen_id), "state", "parked")
+            pipe.hget(Job.key_for(job_id), "status")
+        replies = pipe.execute()
+        stale = []
+        for job_id, (state, parked), status in zip(job_ids, replies[0::2], replies[1::2]):
+            if not (state == b"waiting" and parked == job_id.encode()):
+                stale.append((job_id, status))
+        if stale:
+            pipe = self.connection.pipeline(transaction=False)
+            for job_id, status in stale:
+                pipe.zrem(registry.key, job_id)
+                if status in (None, b"deferred"):  # never one somebody put on a queue by hand
+                    pipe.delete(Job.key_for(job_id))
+            pipe.execute()
+        return len(stale)
 
     def start(self, provider: str, generation_id: str, account: str | None, delay: float = 0):
         return self._enqueue(provider, START, "start", generation_id, account, delay)

@@ -10,6 +10,8 @@ active at a time. Each tick, per provider:
 - reap: expired leases of generations that are gone or finished return their
   slots (never a live one's: see `resume_orphans`);
 - pump: admit waiters where time made room (cooldowns ended);
+- sweep parked start jobs whose generation stopped waiting for them (see
+  `StepQueue.sweep_parked`);
 - JWT watch: refresh tokens ahead of expiry; return held accounts to rotation.
 """
 
@@ -124,11 +126,12 @@ def resume_orphans(d, provider: str, limit: int = 500) -> int:
 
 def tick(d, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
-              "resumed": 0, "refreshed": 0}
+              "resumed": 0, "refreshed": 0, "unparked": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)
         d.dispatch(cap.pump())
+        totals["unparked"] += d.steps.sweep_parked(provider)
         d.unflag_expired(provider)
         totals["refreshed"] += watch(d, provider, horizon=watch_horizon)
     return totals

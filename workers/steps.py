@@ -107,7 +107,7 @@ def start(generation_id: str, step_id: str | None = None) -> str:
     if gen.state == WAITING:  # admitted by a script, but the record never heard (crash in between)
         account = cap.holder(gen.id)
         if not account or not d.generations.move(gen.id, {WAITING}, ADMITTED, account=account,
-                                                 admitted_at=time.time()):
+                                                 admitted_at=time.time(), parked=None):
             return "not admitted"
         gen.account, gen.state = account, ADMITTED
     if gen.upstream_id:

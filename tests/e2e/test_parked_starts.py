@@ -132,3 +132,44 @@ def test_the_scripts_write_rq_timestamps_as_rq_does(r, ms):
     expected = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
     got = rq_time(keys=[keys.cap("p")], args=[1, 0, ms]).decode()
     assert got == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- races and leaks ------------------------------------------------------------------------
+def test_a_release_made_for_a_canceled_waiter_does_not_enqueue_the_next_one_twice(dispatcher, sandbox):
+    """The pump admits a waiter whose cancel is half done (record canceled, still in line):
+    dispatch gives its slot back, and the waiter that release admits is already enqueued."""
+    _account(dispatcher, sandbox)
+    running, canceling, waiting = _submit(dispatcher, 3)
+    parked = dispatcher.get(waiting).parked
+    assert dispatcher.generations.move(canceling, {WAITING}, CANCELED, error="canceled")
+    admitted = dispatcher.capacity(PROVIDER).release(running)
+    assert [(a.generation_id, a.enqueued) for a in admitted] == [(canceling, False)]
+    dispatcher.dispatch(admitted)
+    gen = dispatcher.get(waiting)
+    assert gen.state == ADMITTED and dispatcher.capacity(PROVIDER).holder(waiting) == gen.account
+    # its parked job, once (the canceled one's start, enqueued with the failed move, exits at once)
+    assert gen.step == parked and [j for j in _queued(dispatcher) if j.startswith(waiting)] == [parked]
+
+
+def test_a_cancel_that_reads_a_waiting_record_cancels_it_once_admitted(dispatcher, sandbox, monkeypatch):
+    _account(dispatcher, sandbox)
+    running, waiting = _submit(dispatcher, 2)
+    stale = dispatcher.get(waiting)
+    dispatcher.dispatch(dispatcher.capacity(PROVIDER).release(running))  # admitted after the read
+    reads = iter([stale])
+    real_get = dispatcher.generations.get
+    monkeypatch.setattr(dispatcher.generations, "get", lambda gid: next(reads, None) or real_get(gid))
+    assert dispatcher.cancel(waiting).state == CANCELED
+
+
+def test_maintenance_sweeps_parked_jobs_nobody_waits_for(dispatcher, sandbox):
+    """A record moved to admitted outside the admitting script (a worker of an older version,
+    a crash mid-requeue) leaves its parked job behind; the sweep deletes it, and only it."""
+    _account(dispatcher, sandbox)
+    _, left_behind, still_waiting = _submit(dispatcher, 3)
+    orphan, kept = dispatcher.get(left_behind).parked, dispatcher.get(still_waiting).parked
+    assert dispatcher.generations.move(left_behind, {WAITING}, ADMITTED, account="elsewhere")
+    assert dispatcher.steps.sweep_parked(PROVIDER) == 1
+    assert _deferred(dispatcher) == [kept] and not dispatcher.rq.exists(Job.key_for(orphan))
+    assert Job.fetch(kept, connection=dispatcher.rq).get_status() == "deferred"
+    assert dispatcher.steps.sweep_parked(PROVIDER) == 0
