@@ -10,8 +10,8 @@ active at a time. Each tick, per provider:
 - reap: expired leases of generations that are gone or finished return their
   slots (never a live one's: see `resume_orphans`);
 - pump: admit waiters where time made room (cooldowns ended);
-- sweep parked start jobs whose generation stopped waiting for them (see
-  `StepQueue.sweep_parked`);
+- sweep parked start jobs whose generation stopped waiting for them, at most
+  every SWEEP_EVERY seconds (see `StepQueue.sweep_parked`);
 - JWT watch: refresh tokens ahead of expiry; return held accounts to rotation.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 import redis
@@ -124,6 +125,20 @@ def resume_orphans(d, provider: str, limit: int = 500) -> int:
     return resumed
 
 
+SWEEP_EVERY = 30.0  # seconds between sweeps of a provider's parked jobs (leaks are rare, a sweep is not free)
+_swept: dict[str, float] = {}
+
+
+def sweep_parked(d, provider: str, *, force: bool = False) -> int:
+    """`StepQueue.sweep_parked`, at most every SWEEP_EVERY seconds per provider in this process:
+    it reads a few hundred keys, which a tick every second should not pay each time."""
+    clock = time.monotonic()
+    if not force and clock - _swept.get(provider, float("-inf")) < SWEEP_EVERY:
+        return 0
+    _swept[provider] = clock
+    return d.steps.sweep_parked(provider)
+
+
 def tick(d, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
               "resumed": 0, "refreshed": 0, "unparked": 0}
@@ -131,7 +146,7 @@ def tick(d, *, watch_horizon: float = 0.0) -> dict:
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)
         d.dispatch(cap.pump())
-        totals["unparked"] += d.steps.sweep_parked(provider)
+        totals["unparked"] += sweep_parked(d, provider)
         d.unflag_expired(provider)
         totals["refreshed"] += watch(d, provider, horizon=watch_horizon)
     return totals

@@ -173,3 +173,18 @@ def test_maintenance_sweeps_parked_jobs_nobody_waits_for(dispatcher, sandbox):
     assert _deferred(dispatcher) == [kept] and not dispatcher.rq.exists(Job.key_for(orphan))
     assert Job.fetch(kept, connection=dispatcher.rq).get_status() == "deferred"
     assert dispatcher.steps.sweep_parked(PROVIDER) == 0
+
+
+def test_the_maintenance_tick_sweeps_each_provider_at_most_every_sweep_interval(dispatcher, sandbox, monkeypatch):
+    from workers import maintenance
+
+    monkeypatch.setattr(maintenance, "_swept", {})
+    _account(dispatcher, sandbox)
+    _, first, second = _submit(dispatcher, 3)
+    assert dispatcher.generations.move(first, {WAITING}, ADMITTED, account="elsewhere")
+    assert maintenance.tick(dispatcher)["unparked"] == 1
+    assert dispatcher.generations.move(second, {WAITING}, ADMITTED, account="elsewhere")
+    assert maintenance.tick(dispatcher)["unparked"] == 0  # swept a moment ago: not yet
+    assert len(_deferred(dispatcher)) == 1
+    assert maintenance.sweep_parked(dispatcher, PROVIDER, force=True) == 1
+    assert _deferred(dispatcher) == []
