@@ -140,18 +140,6 @@ class AccountStore:
             raise NotFound(not_found_message(spec))
         return self._load(spec.name, raw)
 
-    def find_in(self, pipe, spec: ProviderSpec, account_id: str):
-        """Queue `get` on a pipeline (more commands ride in the same round trip); returns a
-        function of its reply giving the Account, or None when it does not exist."""
-        pipe.hgetall(keys.account(spec.name, account_id))
-
-        def found(raw):
-            if isinstance(raw, Exception):
-                raise raw
-            return self._load(spec.name, raw) if raw else None
-
-        return found
-
     def decode(self, provider: str, raw: dict) -> Account | None:
         """An account from its raw record as read by someone else (None when empty)."""
         return self._load(provider, raw) if raw else None

@@ -192,17 +192,6 @@ class GenerationStore:
         raw = self.r.hgetall(keys.generation(provider, generation_id))
         return _decode(raw) if raw else None
 
-    def find_in(self, pipe, generation_id: str):
-        """Queue `find` on a pipeline of our client (more commands ride in the same round
-        trip); returns a function of its reply giving the Generation or None."""
-        generation_id = internal_id(generation_id)
-        try:
-            provider = provider_of(generation_id)
-        except NotFound:
-            return lambda reply: None
-        pipe.hgetall(keys.generation(provider, generation_id))
-        return lambda reply: _decode(_raise_error(reply)) if reply else None
-
     def find_with_account_in(self, pipe, generation_id: str):
         """`find` plus the raw record of the account the generation holds, in one call
         (`with_account.lua`) on a pipeline; returns a function of its reply giving
