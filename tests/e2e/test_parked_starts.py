@@ -67,6 +67,25 @@ def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues
     assert _queued(dispatcher) == [running.step, waiting.parked]
 
 
+@pytest.mark.parametrize("skew", [0.0, 0.0004, 3.0])
+def test_an_admission_is_never_recorded_before_its_creation(dispatcher, sandbox, monkeypatch, skew):
+    """The script's clock is Redis' TIME in whole ms; `created` is the submitter's clock, to the
+    µs and possibly ahead: admitted_at (and so submit→slot waits) never goes below created."""
+    import dispatcher.client as client
+
+    _account(dispatcher, sandbox, max_jobs=2)
+    real = client.time.time
+    monkeypatch.setattr(client.time, "time", lambda: real() + skew)
+    ids = _submit(dispatcher, 5)  # two admitted at submit, three by the releases below
+    monkeypatch.setattr(client.time, "time", real)
+    for gid in ids[:3]:
+        dispatcher.capacity(PROVIDER).release(gid)
+    gens = [dispatcher.get(gid) for gid in ids]
+    assert all(g.state == ADMITTED for g in gens)
+    assert all(g.admitted_at >= g.created and g.due == g.admitted_at for g in gens), \
+        [(g.created, g.admitted_at) for g in gens]
+
+
 def test_canceling_a_waiting_generation_deletes_its_parked_job(dispatcher, sandbox):
     _account(dispatcher, sandbox)
     first, second = _submit(dispatcher, 2)

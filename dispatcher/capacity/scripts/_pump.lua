@@ -149,7 +149,7 @@ end
 -- Redis RQ needs; RQ itself does not run on Redis Cluster.
 local function enqueue_parked(g, a)
   local gk = K_GEN .. g
-  local rec = redis.call('HMGET', gk, 'state', 'parked')
+  local rec = redis.call('HMGET', gk, 'state', 'parked', 'created')
   local job = rec[2]
   if rec[1] ~= 'waiting' or not job or job == '' then return 0 end
   redis.call('HDEL', gk, 'parked') -- a parked job is pushed at most once
@@ -157,7 +157,9 @@ local function enqueue_parked(g, a)
   local job_state = redis.call('HMGET', jk, 'origin', 'status', 'description')
   local origin, desc = job_state[1], job_state[3] or ''
   if not origin or job_state[2] ~= 'deferred' then return 0 end
-  local t = tostring(NOW / 1000)
+  -- NOW is whole ms and `created` the submitter's clock: never admitted before created
+  local t = string.format('%.3f', NOW / 1000)
+  if tonumber(rec[3]) and tonumber(rec[3]) > NOW / 1000 then t = rec[3] end
   redis.call('HSET', gk, 'state', 'admitted', 'account', a, 'admitted_at', t, 'step', job, 'due', t)
   redis.call('ZREM', RQ_DEFERRED .. origin, job)
   -- "<provider> start <generation> on -": the account is known now (steps._description)
