@@ -83,6 +83,36 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes between `start()` and `stop()`: where a
+    side-by-side run spends its cycles (workers, Redis, the upstream, the submitting bench)."""
+
+    def __init__(self, parts: dict[str, list[int]]):
+        self.parts = parts
+        self._before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.parts.items()}
+
+    def start(self) -> "CpuMeter":
+        self._before = self._now()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        after = self._now()
+        return {name: after[name] - self._before[name] for name in self.parts}
+
+
 def children(pid: int) -> list[int]:
     """Direct children (RQ forks its scheduler from the worker process)."""
     try:

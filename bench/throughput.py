@@ -16,7 +16,10 @@ with the same number of worker processes of the same class
 Both sides are timed the same way: from the first submit/enqueue to the last
 generation's recorded end (`finished_at` of the record / RQ's `ended_at`), with
 the workers already running and warmed up. Figures are medians over rounds.
-The last line is machine-readable:
+Each timed batch is also metered: the CPU seconds of the workers (and RQ's forked
+scheduler), Redis, the upstream and this submitting process, printed as ms per
+generation for both sides and their difference, so a gap in the ratio can be traced
+to the part that spends the extra cycles. The last line is machine-readable:
 
     ratio=<x> dispatcher_per_s=<y> plain_rq_per_s=<z>
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import uuid
@@ -38,11 +42,19 @@ import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import PLAIN_QUEUE, Stack, median_spread  # noqa: E402
+from bench._common import PLAIN_QUEUE, CpuMeter, Stack, children, median_spread  # noqa: E402
 
 PROVIDER = "riffusion"
 OPERATION = "music/generate"
 TARGET = 0.9
+PARTS = ("workers", "redis", "upstream", "submitter")
+
+
+def _meter(stack, group) -> CpuMeter:
+    """CPU of every process that does the work of one side (the bench's own process submits)."""
+    workers = [*group.pids, *(c for p in group.pids for c in children(p))]
+    return CpuMeter({"workers": workers, "redis": [stack.redis.pid()], "upstream": [stack.sandbox.process.pid],
+                     "submitter": [os.getpid()]})
 
 
 def _wait_all(states, ids: list, timeout: float, label: str, group) -> None:
@@ -122,6 +134,19 @@ def _epoch(dt) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def _print_cpu(cpu: dict[str, list[dict]], n: int) -> None:
+    """Where the cycles go: CPU ms per generation of each part (medians over rounds). With
+    the machine's cores saturated, the throughput ratio follows the ratio of the totals."""
+    print(f"cpu ms/gen    {''.join(f'{p:>11}' for p in PARTS)}{'total':>11}")
+    medians = {}
+    for side, runs in cpu.items():
+        medians[side] = {p: median_spread(1000 * run[p] / n for run in runs)[0] for p in PARTS}
+        medians[side]["total"] = median_spread(1000 * sum(run.values()) / n for run in runs)[0]
+        print(f"{side:<14}{''.join(f'{medians[side][p]:>11.2f}' for p in (*PARTS, 'total'))}")
+    extra = {p: medians["dispatcher"][p] - medians["plain RQ"][p] for p in (*PARTS, "total")}
+    print(f"{'difference':<14}{''.join(f'{extra[p]:>+11.2f}' for p in (*PARTS, 'total'))}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1000, help="generations per side per round")
@@ -148,7 +173,10 @@ def main(argv=None) -> int:
             group = stack.workers(args.workers)
             try:
                 run_dispatcher(d, args.warmup, f"w{r}", group, args.timeout)
-                return run_dispatcher(d, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group, args.timeout)
+                meter = _meter(stack, group).start()
+                rate = run_dispatcher(d, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group, args.timeout)
+                cpu["dispatcher"].append(meter.stop())
+                return rate
             finally:
                 stack.stop_group(group)
 
@@ -156,11 +184,15 @@ def main(argv=None) -> int:
             group = stack.workers(args.workers, plain=True)
             try:
                 run_plain(plain_queue, base, tokens, args.warmup, f"w{r}", group, args.timeout)
-                return run_plain(plain_queue, base, tokens, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group,
+                meter = _meter(stack, group).start()
+                rate = run_plain(plain_queue, base, tokens, args.jobs, f"r{r}-{uuid.uuid4().hex[:6]}", group,
                                  args.timeout)
+                cpu["plain RQ"].append(meter.stop())
+                return rate
             finally:
                 stack.stop_group(group)
 
+        cpu: dict[str, list[dict]] = {"dispatcher": [], "plain RQ": []}
         for r in range(args.repeat):
             if r % 2 == 0:
                 disp, plain = dispatcher_side(r), plain_side(r)
@@ -180,6 +212,7 @@ def main(argv=None) -> int:
     print(f"{'plain RQ':<14}{plain_med:>10.1f} gen/s   (rounds {plain_lo:.1f}-{plain_hi:.1f})")
     print(f"{'ratio':<14}{ratio_med:>10.3f}         (target >= {TARGET}; rounds {ratio_lo:.3f}-{ratio_hi:.3f})")
     print(f"sandbox: violations={stats['violations']} duplicates={stats['duplicates']}")
+    _print_cpu(cpu, args.jobs)
     print(f"ratio={ratio_med:.3f} dispatcher_per_s={disp_med:.1f} plain_rq_per_s={plain_med:.1f}")
     return 0
 

@@ -1,0 +1,42 @@
+"""The benchmark scripts keep working: each runs end to end on a tiny load and ends with its
+machine-readable `key=value` line. Nothing here judges speed (the figures of a tiny run on a
+shared machine mean nothing); it keeps `bench/` from rotting between measurements."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RUNS = {
+    "throughput": (["--jobs", "12", "--repeat", "1", "--warmup", "2", "--accounts", "2", "--timeout", "120"],
+                   ("ratio", "dispatcher_per_s", "plain_rq_per_s")),
+    "inflight": (["--jobs", "12", "--duration", "2", "--timeout", "120"],
+                 ("inflight", "rss_mb", "poll_lag_p95_s")),
+    "capacity": (["--seconds", "0.3", "--repeat", "1", "--samples", "200"],
+                 ("acquire_over_ping", "pairs_per_s_1", "pairs_per_s_8")),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_a_bench_script_runs_and_ends_with_its_headline(script):
+    args, keys = RUNS[script]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    last = done.stdout.strip().splitlines()[-1]
+    pairs = dict(re.findall(r"(\w+)=(\S+)", last))
+    assert pairs and " ".join(f"{k}={v}" for k, v in pairs.items()) == last, last
+    for value in pairs.values():
+        float(value)  # every headline figure is a number
+    assert tuple(pairs) == keys, last
+    if script == "throughput":  # the CPU table of both sides is printed above the headline
+        assert re.search(r"^plain RQ\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", done.stdout, re.M), done.stdout
+    if script == "inflight":
+        assert int(pairs["inflight"]) == 12, done.stdout[-2000:]
