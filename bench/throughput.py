@@ -1,6 +1,7 @@
 """Generations per second through the dispatcher vs. plain RQ jobs, instant upstream.
 
     python bench/throughput.py [--jobs 1000] [--workers 2] [--repeat 3] [--accounts 10]
+                               [--chain-starts N]
 
 One run, one private stack (embedded Redis, sandbox upstream), Riffusion accounts
 whose upstream takes no time (`sandbox_duration: 0`). Each round runs both sides
@@ -8,8 +9,11 @@ with the same number of worker processes of the same class
 (`workers.pool.StepWorker`), the order alternating between rounds:
 
 - dispatcher: `Dispatcher.submit` for every generation (admission in Lua, waiting
-  line when every slot is taken), then the workers' step jobs: start (create
-  upstream, save its id) → poll (status, finish, release the slot, admit the next);
+  line when every slot is taken: 1,000 generations on 100 slots by default), then
+  the workers' step jobs: start (create upstream, save its id, one status call) →
+  finish, release the slot, admit the next waiter, whose start the same step runs
+  itself (workers/chain.py; `--chain-starts 0`: every start its own RQ job;
+  `--accounts 100`: no line forms, nothing chains);
 - plain RQ: one job per generation that calls the same create + status (same
   adapter, same httpx) with no balancing (accounts' tokens round-robin).
 
@@ -155,14 +159,22 @@ def main(argv=None) -> int:
     parser.add_argument("--accounts", type=int, default=10, help="sandbox accounts (maxJobs 10 each)")
     parser.add_argument("--warmup", type=int, default=30, help="untimed generations before each timed batch")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one batch")
+    parser.add_argument("--chain-starts", type=int, default=None,
+                        help="the workers' DISPATCHER_CHAIN_STARTS (default: the setting's default; 0: none)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.workers < 1 or args.repeat < 1 or args.accounts < 1:
         parser.error("--jobs, --workers, --repeat and --accounts must be >= 1")
+    if args.chain_starts is not None and args.chain_starts < 0:
+        parser.error("--chain-starts must be >= 0")
+    from dispatcher.settings import Settings
+
+    chain_starts = Settings().chain_starts if args.chain_starts is None else args.chain_starts
 
     from rq import Queue
 
     rounds: list[tuple[float, float]] = []
-    with Stack(lease_ttl=30.0, maintenance_interval=1.0) as stack:
+    with Stack(lease_ttl=30.0, maintenance_interval=1.0,
+               extra_env={"DISPATCHER_CHAIN_STARTS": str(chain_starts)}) as stack:
         d = stack.dispatcher()
         accounts = stack.add_accounts(d, PROVIDER, count=args.accounts, max_jobs=10, concurrency=10, duration=0)
         tokens = [d.token_for(PROVIDER, a) for a, _ in accounts]
@@ -207,7 +219,8 @@ def main(argv=None) -> int:
     plain_med, plain_lo, plain_hi = median_spread(p for _, p in rounds)
     ratio_med, ratio_lo, ratio_hi = median_spread(d / p for d, p in rounds)
     print(f"throughput bench: {args.jobs} generations per side per round, {args.workers} worker processes "
-          f"(workers.pool.StepWorker) per side, {args.accounts} accounts, instant upstream; medians of {args.repeat}")
+          f"(workers.pool.StepWorker) per side, {args.accounts} accounts (maxJobs 10 each), chain_starts "
+          f"{chain_starts}, instant upstream; medians of {args.repeat}")
     print(f"{'dispatcher':<14}{disp_med:>10.1f} gen/s   (rounds {disp_lo:.1f}-{disp_hi:.1f})")
     print(f"{'plain RQ':<14}{plain_med:>10.1f} gen/s   (rounds {plain_lo:.1f}-{plain_hi:.1f})")
     print(f"{'ratio':<14}{ratio_med:>10.3f}         (target >= {TARGET}; rounds {ratio_lo:.3f}-{ratio_hi:.3f})")

@@ -296,6 +296,12 @@ def refresh_failed(d, provider: str, account: str, kind: str) -> None:
     _send(d, Batch().inc("dispatcher_token_refresh_failures", provider=provider, account=account, kind=kind))
 
 
+def chained_start(d, provider: str, waited: float) -> None:
+    """A start step run by the step that admitted it (workers/chain.py): it never sat in a
+    queue, and waited only `waited` seconds, for the releasing step's bookkeeping."""
+    _send(d, Batch().observe("dispatcher_step_queue_delay_seconds", waited, provider=provider, step="start"))
+
+
 def timed_step(step: str, get_dispatcher):
     """Decorator for a worker step `fn(generation_id, step_id=None) -> result`: duration, queue delay, result."""
 

@@ -49,9 +49,14 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     metrics: bool = True  # count admissions, outcomes, step latency… in Redis for /metrics
+    chain_starts: int = 16  # start steps a releasing step may run itself (workers/chain.py); 0: none
     dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
     dashboard_password: str | None = None
+
+    def __post_init__(self):
+        if self.chain_starts < 0:
+            raise ConfigurationError(f"{PREFIX}CHAIN_STARTS must be 0 or more, got {self.chain_starts}")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

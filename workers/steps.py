@@ -3,7 +3,8 @@
 `start` submits upstream and saves the upstream id before anything else;
 `poll` checks the upstream, renews the lease and reschedules itself until the
 upstream finishes; then the record is finished, the slot released (which
-admits the next waiter) and the callback enqueued. A step whose id is not the
+admits the next waiter, whose start step this step may run itself: chain.py)
+and the callback enqueued. A step whose id is not the
 generation's current `step` was superseded and does nothing, and a step that
 runs again never submits twice: with an upstream id saved it resumes polling,
 and the create call carries the generation id as its idempotency key.
@@ -22,6 +23,7 @@ from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMIT
 from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge
 from dispatcher.tokens import AccountUnusable, ensure_token
 
+from . import chain
 from .context import dispatcher
 
 log = dlog.get_logger()
@@ -327,19 +329,22 @@ def _finish(d, gen, result) -> str:
     # the terminal move and the release in one round trip. The release does not wait for
     # the move's answer: with the upstream done the slot is free either way, and a record
     # that did not move was finished or canceled by someone else (release is idempotent).
+    # The release may claim the start of the waiter it admits, which this step then runs (chain.py).
     pipe = d.r.pipeline(transaction=False)
     moved = d.generations.move_in(pipe, gen.id, {SUBMITTED}, state, **values)
-    released = d.capacity(gen.provider).release_in(pipe, gen.id)
+    released = d.capacity(gen.provider).release_in(pipe, gen.id, claim_ttl=chain.claim_ttl(d))
     d.health_ok_in(pipe, gen.provider, gen.account)  # the status call that brought the news worked
     move_reply, release_reply, *_ = pipe.execute(raise_on_error=False)
     ok = moved(move_reply)
-    d.dispatch(released(release_reply))
+    admissions = released(release_reply)
+    d.dispatch(admissions)
     if ok:
         gen.state = state
         for name, value in values.items():
             setattr(gen, name, value)
         d.finished(gen.id, gen)
         log.info("generation finished", state=state)
+    chain.run_claimed(d, gen.provider, admissions, start)
     return state
 
 

@@ -108,6 +108,9 @@ class Admission:
     # to admitted); otherwise `Dispatcher.dispatch` enqueues one. Not part of equality:
     # which admissions happen is the capacity model's business, how they start is not.
     enqueued: bool = field(default=False, compare=False)
+    # the id of that start job when the caller claimed it to run itself (`release(claim_ttl=…)`):
+    # marked started, not on RQ's queue; the caller runs it and records its outcome
+    claimed: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,15 @@ class AcquireResult:
     admitted: tuple[Admission, ...]  # every admission this call made, its own included
 
 
+def _admission(g, a, e) -> Admission:
+    if isinstance(e, int):  # 1: enqueued by the script, 0: not
+        return Admission(_s(g), _s(a), e == 1)
+    return Admission(_s(g), _s(a), True, _s(e))  # the claimed start job's id
+
+
 def _admissions(flat) -> list[Admission]:
     """The scripts' flat admissions g1, a1, e1, g2, ... (see scripts/_pump.lua)."""
-    return [Admission(_s(flat[i]), _s(flat[i + 1]), int(flat[i + 2]) == 1) for i in range(0, len(flat), 3)]
+    return [_admission(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
 
 
 def _check_id(kind: str, value) -> str:
@@ -258,9 +267,16 @@ class Capacity:
         reply = self._run("release", _check_id("generation_id", generation_id), seed=seed)
         return _admissions(reply[1:])
 
-    def release_in(self, pipe, generation_id: str, *, seed: int | None = None):
-        """`release` queued on a pipeline; returns a function of its reply giving the admissions."""
-        read = self._queue(pipe, "release", _check_id("generation_id", generation_id), seed=seed)
+    def release_in(self, pipe, generation_id: str, *, seed: int | None = None, claim_ttl: int = 0):
+        """`release` queued on a pipeline; returns a function of its reply giving the admissions.
+
+        `claim_ttl` > 0: the caller will run the first admitted waiter's start job itself (its
+        Admission's `claimed`); the job's hash expires after that many seconds unless the
+        caller records the outcome (see workers/chain.py)."""
+        args = (_check_id("generation_id", generation_id),)
+        if claim_ttl:
+            args += (_check_int("claim_ttl", claim_ttl),)
+        read = self._queue(pipe, "release", *args, seed=seed)
         return lambda reply: _admissions(read(reply)[1:])
 
     def renew(self, generation_id: str, *, ttl_ms: int | None = None) -> bool:

@@ -139,25 +139,15 @@ def test_closing_a_dispatcher_flushes_its_deferred_samples(settings, r, sandbox)
     assert _count(r) == 1
 
 
-# -- a worker's step -------------------------------------------------------------------
-@pytest.fixture
-def steps(dispatcher):
-    """The workers' step functions on this test's Dispatcher, deferring metrics as a worker does."""
-    from workers import context
-    from workers import steps as step_functions
-
-    previous = context._dispatcher
-    dispatcher.deferred_metrics = metrics.Deferred()
-    context.install(dispatcher)
-    yield step_functions
-    context._dispatcher = previous
-
-
-def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sandbox, steps):
+# -- a worker's step (the `steps` fixture: tests/e2e/conftest.py) ---------------------
+def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sandbox, steps, monkeypatch):
     """load (record + its account + lease) → save the upstream id → finish + release, whose
-    admission of the next waiter enqueues that waiter's parked start job in the same script.
-    Health records and metrics ride along; the account's token is not read again."""
+    admission of the next waiter enqueues that waiter's parked start job in the same script
+    (chained starts off: the next test counts those). Health records and metrics ride along;
+    the account's token is not read again."""
     from rq.job import Job
+
+    monkeypatch.setattr(dispatcher, "settings", dispatcher.settings.with_(chain_starts=0))
 
     sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000001", "concurrency": 1,
                                           "duration": 0}).raise_for_status()
@@ -180,6 +170,35 @@ def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sand
     metrics.flush(dispatcher)
     counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.r)["dispatcher_steps"]}
     assert counted == {(("provider", "riffusion"), ("result", "completed"), ("step", "start")): 2.0}
+
+
+def test_a_chain_of_instant_generations_is_three_round_trips_each_and_one_to_record_it(dispatcher, sandbox, steps):
+    """The step whose release admits a waiter runs that waiter's start itself (workers/chain.py):
+    each chained generation costs its own three round trips, and the chain one more, which
+    marks the claimed start jobs finished as RQ would."""
+    from rq.job import Job
+    from rq.registry import FinishedJobRegistry
+
+    sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000003", "concurrency": 1,
+                                          "duration": 0}).raise_for_status()
+    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000003", "maxJobs": 1})["user_id"]
+    warm = dispatcher.submit("riffusion", "music/generate", {"prompt": "loads the scripts", "sandbox_duration": 0})
+    assert steps.start(warm.id, dispatcher.get(warm.id).step) == "completed"
+    ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}", "sandbox_duration": 0}).id
+           for i in range(3)]
+    step = dispatcher.get(ids[0]).step
+    dispatcher.rq.ping()  # RQ's connection is open in a worker: its handshake is not the chain's
+    with round_trips() as sent:
+        assert steps.start(ids[0], step) == "completed"
+    assert len(sent) == 3 * 3 + 1, "\n".join(_names(c) for c in sent)
+    finished = FinishedJobRegistry("dispatcher.riffusion", connection=dispatcher.rq).get_job_ids()
+    for gen_id in ids[1:]:
+        gen = dispatcher.get(gen_id)
+        job = Job.fetch(gen.step, connection=dispatcher.rq)
+        assert gen.state == "completed" and job.get_status() == "finished" and job.id in finished
+        assert job.description == f"riffusion start {gen_id} on {account}"
+        assert dispatcher.rq.lpos("rq:queue:dispatcher.riffusion", job.id) is None, "not left for another worker"
+    assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
 
 
 def test_a_poll_that_finds_the_upstream_busy_is_two_round_trips(dispatcher, sandbox, steps):

@@ -109,7 +109,8 @@ local function free_accounts()
 end
 
 -- Admissions made by this call, flat: g1, a1, e1, g2, a2, e2, ... (e: 1 when the
--- generation's parked start job was enqueued by this call, see enqueue_parked)
+-- generation's parked start job was enqueued by this call, its id when this call
+-- claimed it for the caller, 0 otherwise; see enqueue_parked)
 local ADMITTED = {}
 -- A flat reply (cheaper for the client to parse than nested arrays): the
 -- script's own fields, then the admissions.
@@ -137,12 +138,20 @@ local function rq_time(ms)
                        math.floor(rem % 3600 / 60), rem % 60, (ms % 1000) * 1000)
 end
 
+-- A release may claim one admission for its caller (release.lua, ARGV 4): the first
+-- generation it admits with a parked start job gets that job handed to the caller, who
+-- runs it at once in the step that freed the slot, instead of pushed onto RQ's queue.
+-- CLAIM_TTL (s): how long the claimed job's hash lives if the caller never reports back.
+local CLAIM, CLAIM_TTL = false, 0
+
 -- Admission and enqueue in one atomic step: a generation submitted (or requeued) with
 -- its RQ start job parked (written by dispatcher/steps.py with status 'deferred', its id
 -- in the record's `parked` field) has that job pushed onto its RQ queue here, and its
 -- record moved waiting -> admitted with the job as its current `step`, as
 -- Queue.enqueue_job would (status, enqueued_at, off the deferred registry, pushed).
--- Returns 1 when it did; 0 leaves the enqueue to the caller (Dispatcher.dispatch): no
+-- Returns 1 when it did, or the job's id when the call claimed it (CLAIM: the job is
+-- marked started, off the deferred registry, not pushed); 0 leaves the enqueue to the
+-- caller (Dispatcher.dispatch): no
 -- record, a record no longer waiting (canceled meanwhile), no parked job (one written
 -- by an older version) or a parked job deleted by hand. These keys are outside the
 -- provider's hash slot (RQ's names cannot carry a hash tag), which is fine on the one
@@ -164,6 +173,13 @@ local function enqueue_parked(g, a)
   redis.call('ZREM', RQ_DEFERRED .. origin, job)
   -- "<provider> start <generation> on -": the account is known now (steps._description)
   if string.sub(desc, -5) == ' on -' then desc = string.sub(desc, 1, -2) .. a end
+  if CLAIM then
+    CLAIM = false -- one per call: the caller runs it right after this script
+    redis.call('HSET', jk, 'status', 'started', 'enqueued_at', rq_time(NOW), 'started_at', rq_time(NOW),
+               'description', desc)
+    redis.call('EXPIRE', jk, CLAIM_TTL)
+    return job
+  end
   redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', rq_time(NOW), 'description', desc)
   redis.call('RPUSH', RQ_QUEUE .. origin, job)
   redis.call('SADD', RQ_QUEUES, RQ_QUEUE .. origin)

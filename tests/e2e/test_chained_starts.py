@@ -1,0 +1,132 @@
+"""Chained starts (workers/chain.py): the step whose release admits a waiter runs that
+waiter's start step itself, within bounds, and a chain that breaks loses nothing.
+
+Real Redis, real RQ jobs, the sandbox upstream over loopback; the steps run in this
+process as a worker runs them (the `steps` fixture).
+"""
+
+from __future__ import annotations
+
+import pytest
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+from dispatcher.errors import ConfigurationError
+from dispatcher.generations import ADMITTED, COMPLETED
+from dispatcher.settings import Settings
+from dispatcher.steps import queue_name
+from workers import maintenance
+
+PROVIDER, OPERATION = "riffusion", "music/generate"
+QUEUE = queue_name(PROVIDER)
+
+
+def _setup(dispatcher, sandbox, n: int, cookie: str) -> list[str]:
+    """One account with maxJobs 1 and an instant upstream, and n generations: the first
+    admitted, the others waiting. The scripts are loaded first by a generation of its own."""
+    sandbox.post("/_sandbox/users", json={"provider": PROVIDER, "cookie": cookie, "concurrency": 1,
+                                          "duration": 0}).raise_for_status()
+    dispatcher.upsert_account(PROVIDER, {"cookie": cookie, "maxJobs": 1})
+    return [dispatcher.submit(PROVIDER, OPERATION, {"prompt": f"p{i}", "sandbox_duration": 0}).id for i in range(n)]
+
+
+def _queued(dispatcher) -> list[str]:
+    return [j.decode() for j in dispatcher.rq.lrange(f"rq:queue:{QUEUE}", 0, -1)]
+
+
+def _run_queue(dispatcher) -> None:
+    """Perform every queued step job, as a worker would, until the queue is empty."""
+    while (job_id := dispatcher.rq.lpop(f"rq:queue:{QUEUE}")) is not None:
+        Job.fetch(job_id.decode(), connection=dispatcher.rq).perform()
+
+
+def test_a_chain_stops_claiming_at_its_bound_and_the_rest_goes_through_rq(dispatcher, sandbox, steps, monkeypatch):
+    monkeypatch.setattr(dispatcher, "settings", dispatcher.settings.with_(chain_starts=2))
+    ids = _setup(dispatcher, sandbox, 5, "ch-cookie-000001")
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)  # run here, as the worker that dequeued it
+    assert steps.start(ids[0], first) == COMPLETED
+    states = [dispatcher.get(g).state for g in ids]
+    # the first step ran two claimed starts; the third admission went onto RQ's queue
+    assert states == [COMPLETED, COMPLETED, COMPLETED, ADMITTED, "waiting"]
+    assert _queued(dispatcher) == [dispatcher.get(ids[3]).step]
+    assert Job.fetch(dispatcher.get(ids[3]).step, connection=dispatcher.rq).get_status() == "queued"
+    _run_queue(dispatcher)  # that job chains the last one
+    assert [dispatcher.get(g).state for g in ids] == [COMPLETED] * 5
+    finished = set(FinishedJobRegistry(QUEUE, connection=dispatcher.rq).get_job_ids())
+    assert {dispatcher.get(g).step for g in (ids[1], ids[2], ids[4])} <= finished
+    assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
+
+
+def test_a_chained_start_that_raises_is_shown_failed_and_resumed_by_maintenance(dispatcher, sandbox, steps,
+                                                                                monkeypatch):
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000002")
+    real_token = steps._token
+
+    def broken(d, gen, account=None):
+        if gen.id == ids[1]:
+            raise RuntimeError("chained start blew up")
+        return real_token(d, gen, account)
+
+    monkeypatch.setattr(steps, "_token", broken)
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
+    assert steps.start(ids[0], first) == COMPLETED, "the releasing step is not failed by the chained one"
+    claimed = dispatcher.get(ids[1])
+    assert claimed.state == ADMITTED and not claimed.upstream_id
+    job = Job.fetch(claimed.step, connection=dispatcher.rq)
+    assert job.get_status() == "failed" and job.id in FailedJobRegistry(QUEUE, connection=dispatcher.rq)
+    assert "chained start blew up" in job.latest_result().exc_string
+    monkeypatch.setattr(steps, "_token", real_token)
+    # like any step that dies: its lease runs out and maintenance resumes it
+    assert maintenance.resume_orphans(dispatcher, PROVIDER) == 0, "its lease still runs"
+    dispatcher.capacity(PROVIDER).renew(ids[1], ttl_ms=0)
+    assert maintenance.resume_orphans(dispatcher, PROVIDER) == 1
+    _run_queue(dispatcher)
+    assert dispatcher.get(ids[1]).state == COMPLETED
+    stats = sandbox.get("/_sandbox/stats").json()
+    assert stats["duplicates"] == 0 and stats["violations"] == 0
+
+
+def test_a_worker_that_dies_after_claiming_leaves_a_generation_maintenance_resumes(dispatcher, sandbox, steps):
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000003")
+    cap = dispatcher.capacity(PROVIDER)
+    # the release a finishing step makes, claiming the waiter's start; then the worker dies
+    pipe = dispatcher.r.pipeline(transaction=False)
+    read = cap.release_in(pipe, ids[0], claim_ttl=60)
+    admissions = read(pipe.execute()[0])
+    claimed = dispatcher.get(ids[1])
+    assert [(a.generation_id, a.claimed) for a in admissions] == [(ids[1], claimed.step)]
+    assert claimed.state == ADMITTED and claimed.step not in _queued(dispatcher)
+    job = Job.fetch(claimed.step, connection=dispatcher.rq)
+    assert job.get_status() == "started" and 0 < dispatcher.rq.ttl(job.key) <= 60
+    dispatcher.generations.move(ids[0], {ADMITTED}, "canceled")  # the released one is out of the way
+    cap.renew(ids[1], ttl_ms=0)
+    assert maintenance.resume_orphans(dispatcher, PROVIDER) == 1
+    _run_queue(dispatcher)
+    assert dispatcher.get(ids[1]).state == COMPLETED
+    assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
+
+
+def test_a_release_that_is_not_asked_to_claim_enqueues_as_before(dispatcher, sandbox):
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000004")
+    admissions = dispatcher.capacity(PROVIDER).release(ids[0])
+    assert [(a.generation_id, a.enqueued, a.claimed) for a in admissions] == [(ids[1], True, None)]
+    assert dispatcher.get(ids[1]).step in _queued(dispatcher)
+
+
+@pytest.mark.parametrize("raw", ["-1", "many", "1.5"])
+def test_a_bad_chain_starts_setting_is_refused_clearly(monkeypatch, raw):
+    monkeypatch.setenv("DISPATCHER_CHAIN_STARTS", raw)
+    with pytest.raises(ConfigurationError, match="DISPATCHER_CHAIN_STARTS"):
+        Settings.from_env()
+
+
+def test_chain_starts_zero_runs_every_start_as_its_own_rq_job(dispatcher, sandbox, steps, monkeypatch):
+    monkeypatch.setattr(dispatcher, "settings", dispatcher.settings.with_(chain_starts=0))
+    ids = _setup(dispatcher, sandbox, 3, "ch-cookie-000005")
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
+    assert steps.start(ids[0], first) == COMPLETED
+    assert [dispatcher.get(g).state for g in ids] == [COMPLETED, ADMITTED, "waiting"]
+    assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
