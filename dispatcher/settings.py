@@ -49,7 +49,7 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     metrics: bool = True  # count admissions, outcomes, step latency… in Redis for /metrics
-    chain_starts: int = 16  # start steps a releasing step may run itself (workers/chain.py); 0: none
+    chain_starts: int = 16  # claimed start steps one step job may run after its own (workers/chain.py); 0: none
     dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
     dashboard_password: str | None = None

@@ -4,18 +4,21 @@ Under load every finished generation admits the next waiter. Pushing that waiter
 step onto RQ costs a whole RQ job (dequeue, bookkeeping, heartbeats, result): with an
 upstream that answers at once, about half of a generation's CPU, for a step that some
 worker would run a millisecond later anyway. Instead the release that admits it claims
-its parked start job (marked started, never pushed: CLAIM in capacity/scripts/_pump.lua)
-and the worker that released runs it at once, inside the same RQ job. Each claimed job's
-outcome is then written on it (finished or failed, in RQ's registries), so rq-dashboard
-still shows every start step under its own name.
+its parked start job (marked started, never pushed: CLAIM in capacity/scripts/_pump.lua),
+and once the step that released returns, the same RQ job runs the claimed start, one
+after another (`run_step`, the entry point of every step job). Each claimed job's outcome
+is then written on it (finished or failed, with RQ's result records), so rq-dashboard
+still shows every start step under its own name, and each is timed as a step of its own.
 
-Bounds: one RQ job claims at most `chain_starts` starts (a setting, default 16; 0 turns
-chaining off: one RQ job per step) and stops claiming BUDGET_S seconds
-after its first release, so polls queued behind it wait no longer than that; the other
-admissions of a release are enqueued as before. A worker that dies mid-chain leaves the
-claimed generation with a lease and no queued step: the lease expires and maintenance
-resumes it, as for any step that dies. Step workers run one job at a time in one thread
-(`SimpleWorker`), so the chain's state is the process's.
+Bounds: an RQ job claims at most `chain_starts` starts (a setting, default 16; 0 turns
+chaining off: one RQ job per step), and only within BUDGET_S seconds of its own start,
+so a slow step never claims, polls queued behind a chain wait at most that long, and
+every claimed start begins with nearly all of the job's timeout ahead of it. The other
+admissions of a release are enqueued as before. A claimed start that raises, or an RQ
+job that dies or times out before running its claims, leaves the claimed generations
+leased with no queued step: their leases expire and maintenance resumes them, as for
+any step that dies. Step workers run one job at a time in one thread (`SimpleWorker`),
+so the chain's state is the process's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import time
 import traceback
 
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, get_current_job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.timeouts import BaseTimeoutException
@@ -34,76 +37,102 @@ from dispatcher import metrics
 from dispatcher.steps import FAILURE_TTL, RESULT_TTL, queue_name
 
 log = dlog.get_logger()
-BUDGET_S = 0.25  # seconds after the first release of an RQ job during which it claims
+BUDGET_S = 0.25  # seconds into an RQ job after which it claims no more starts
 CLAIM_TTL = FAILURE_TTL  # seconds a claimed job's hash lives if its outcome is never written
 
 
 class _Chain:
     def __init__(self):
-        self.depth = 0  # chained starts running now (nested: a chained start may finish and claim again)
+        self.active = False  # a step job's entry point is running
+        self.began = 0.0  # wall time its RQ job started
         self.claims = 0
-        self.began = 0.0
-        self.done: list[tuple[str, str, str | None]] = []  # (provider, job id, traceback or None)
+        self.pending: list[tuple[str, str, str, float]] = []  # (provider, generation, job id, claimed at)
+        self.done: list[tuple[str, str, str, str | None]] = []  # (provider, job id, outcome, traceback)
 
 
 _chain = _Chain()
 
 
+def run_step(get_dispatcher, step, start, generation_id: str, step_id: str | None) -> str:
+    """Entry point of a step job: run `step`, then the start steps its release claimed (and
+    theirs), each with its claimed job id as its step id, then record their outcomes."""
+    if _chain.active:  # called from within a step (not by RQ): no chain of its own
+        return step(generation_id, step_id)
+    job = get_current_job()
+    _chain.active, _chain.claims, _chain.pending, _chain.done = True, 0, [], []
+    _chain.began = job.started_at.timestamp() if job is not None and job.started_at else time.time()
+    try:
+        try:
+            result = step(generation_id, step_id)
+        except BaseTimeoutException:
+            raise
+        except BaseException:
+            _run_pending(get_dispatcher(), start)  # its claims do not wait for their leases to lapse
+            raise
+        _run_pending(get_dispatcher(), start)
+        return result
+    finally:
+        _chain.active = False
+        if _chain.done:
+            _record(get_dispatcher())
+
+
 def claim_ttl(d) -> int:
-    """What the release about to run may claim: CLAIM_TTL, or 0 past the chain's bounds."""
-    if _chain.depth == 0:  # a step's own release: a new chain
-        _chain.claims, _chain.began = 0, time.monotonic()
-    if _chain.claims >= d.settings.chain_starts or time.monotonic() - _chain.began > BUDGET_S:
+    """What the release about to run may claim: CLAIM_TTL, or 0 outside a step job's entry
+    point (nobody would run the claim) and past the chain's bounds."""
+    if not _chain.active or _chain.claims >= d.settings.chain_starts:
+        return 0
+    if time.time() - _chain.began > BUDGET_S:
         return 0
     return CLAIM_TTL
 
 
-def run_claimed(d, provider: str, admissions, start) -> None:
-    """Run the start step the release claimed (if any) now, with its job id as its step id;
-    once the outermost chained start returns, write the claimed jobs' outcomes."""
-    entered = time.monotonic()
+def claimed(provider: str, admissions) -> None:
+    """Take note of the start a release claimed (at most one), to run once the step returns."""
     for admission in admissions:
-        if admission.claimed is None:
-            continue
-        metrics.chained_start(d, provider, time.monotonic() - entered)  # deferred: rides a later round trip
-        _chain.claims += 1
-        _chain.depth += 1
+        if admission.claimed is not None:
+            _chain.claims += 1
+            _chain.pending.append((provider, admission.generation_id, admission.claimed, time.monotonic()))
+
+
+def _run_pending(d, start) -> None:
+    while _chain.pending:
+        provider, generation_id, job_id, claimed_at = _chain.pending.pop(0)
+        metrics.chained_start(d, provider, time.monotonic() - claimed_at)  # deferred: rides a later round trip
         try:
-            start(admission.generation_id, admission.claimed)
+            outcome = start(generation_id, job_id)
         except BaseTimeoutException:
-            raise  # the RQ job ran out of time: RQ handles it (the chain's generations are leased)
+            raise  # the RQ job ran out of time: RQ handles it (the claimed generations are leased)
         except Exception:
-            # a start step that raises on its own leaves its generation leased, and maintenance
-            # resumes it once the lease expires; so here (the releasing step succeeded)
-            log.error("chained start step failed", generation_id=admission.generation_id,
-                      step=admission.claimed, error=traceback.format_exc(limit=-1).strip().splitlines()[-1])
-            _chain.done.append((provider, admission.claimed, traceback.format_exc()))
+            # as for a start step that raises on its own: its generation stays leased and
+            # maintenance resumes it once the lease expires
+            log.error("chained start step failed", generation_id=generation_id, step=job_id,
+                      error=traceback.format_exc(limit=-1).strip().splitlines()[-1])
+            _chain.done.append((provider, job_id, "error", traceback.format_exc()))
         else:
-            _chain.done.append((provider, admission.claimed, None))
-        finally:
-            _chain.depth -= 1
-    if _chain.depth == 0 and _chain.done:
-        _record(d)
+            _chain.done.append((provider, job_id, str(outcome), None))
 
 
 def _record(d) -> None:
-    """Mark the chain's claimed jobs finished or failed, as RQ would have, in one round trip
-    (a failure fetches its job: RQ's failed registry saves the whole job with the traceback)."""
+    """Mark the chain's claimed jobs finished or failed, with a result as RQ records one, in
+    one round trip (a failure fetches its job: RQ's failed registry saves the whole job)."""
     done, _chain.done = _chain.done, []
-    ended = utcformat(now())
+    ended = now()
     pipe = d.rq.pipeline(transaction=False)
-    for provider, job_id, error in done:
+    for provider, job_id, outcome, error in done:
         registry_args = dict(name=queue_name(provider), connection=d.rq)
         if error is None:
-            pipe.hset(Job.key_for(job_id), mapping={"status": JobStatus.FINISHED.value, "ended_at": ended})
-            pipe.expire(Job.key_for(job_id), RESULT_TTL)
-            FinishedJobRegistry(**registry_args).add(Job(job_id, connection=d.rq), RESULT_TTL, pipeline=pipe)
+            job = Job(job_id, connection=d.rq)
+            pipe.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": utcformat(ended)})
+            pipe.expire(job.key, RESULT_TTL)
+            FinishedJobRegistry(**registry_args).add(job, RESULT_TTL, pipeline=pipe)
+            Result.create(job, Result.Type.SUCCESSFUL, RESULT_TTL, return_value=outcome, pipeline=pipe)
             continue
         try:
             job = Job.fetch(job_id, connection=d.rq)
         except Exception:  # expired or deleted meanwhile: nothing to show it on
             continue
-        job.ended_at = now()
+        job.ended_at = ended
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         FailedJobRegistry(**registry_args).add(job, ttl=FAILURE_TTL, exc_string=error, pipeline=pipe)
         Result.create_failure(job, FAILURE_TTL, exc_string=error, pipeline=pipe)  # the traceback RQ shows

@@ -100,8 +100,18 @@ def _release(d, provider: str, generation_id: str) -> None:
     d.dispatch(d.capacity(provider).release(generation_id))
 
 
-@metrics.timed_step("start", dispatcher)
 def start(generation_id: str, step_id: str | None = None) -> str:
+    """RQ entry point of a start step (followed by the starts its release claimed: chain.py)."""
+    return chain.run_step(dispatcher, _start, _start, generation_id, step_id)
+
+
+def poll(generation_id: str, step_id: str | None = None) -> str:
+    """RQ entry point of a poll step (followed by the starts its release claimed: chain.py)."""
+    return chain.run_step(dispatcher, _poll, _start, generation_id, step_id)
+
+
+@metrics.timed_step("start", dispatcher)
+def _start(generation_id: str, step_id: str | None = None) -> str:
     d, gen, acct = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
@@ -245,14 +255,14 @@ def _fail(d, gen, exc: UpstreamError, *, allowed) -> str:
 
 
 @metrics.timed_step("poll", dispatcher)
-def poll(generation_id: str, step_id: str | None = None) -> str:
+def _poll(generation_id: str, step_id: str | None = None) -> str:
     d, gen, acct = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
     if _lag is not None and gen.due:
         _lag.add(d, gen.due)
     if not gen.upstream_id:
-        return start(generation_id, None)
+        return _start(generation_id, None)
     return _check(d, gen, account=acct)
 
 
@@ -329,7 +339,7 @@ def _finish(d, gen, result) -> str:
     # the terminal move and the release in one round trip. The release does not wait for
     # the move's answer: with the upstream done the slot is free either way, and a record
     # that did not move was finished or canceled by someone else (release is idempotent).
-    # The release may claim the start of the waiter it admits, which this step then runs (chain.py).
+    # The release may claim the start of the waiter it admits, which this step job then runs (chain.py).
     pipe = d.r.pipeline(transaction=False)
     moved = d.generations.move_in(pipe, gen.id, {SUBMITTED}, state, **values)
     released = d.capacity(gen.provider).release_in(pipe, gen.id, claim_ttl=chain.claim_ttl(d))
@@ -337,6 +347,7 @@ def _finish(d, gen, result) -> str:
     move_reply, release_reply, *_ = pipe.execute(raise_on_error=False)
     ok = moved(move_reply)
     admissions = released(release_reply)
+    chain.claimed(gen.provider, admissions)  # run by this step job once this step returns
     d.dispatch(admissions)
     if ok:
         gen.state = state
@@ -344,7 +355,6 @@ def _finish(d, gen, result) -> str:
             setattr(gen, name, value)
         d.finished(gen.id, gen)
         log.info("generation finished", state=state)
-    chain.run_claimed(d, gen.provider, admissions, start)
     return state
 
 

@@ -7,15 +7,18 @@ process as a worker runs them (the `steps` fixture).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.utils import now as rq_now
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.generations import ADMITTED, COMPLETED
 from dispatcher.settings import Settings
 from dispatcher.steps import queue_name
-from workers import maintenance
+from workers import chain, maintenance
 
 PROVIDER, OPERATION = "riffusion", "music/generate"
 QUEUE = queue_name(PROVIDER)
@@ -40,6 +43,13 @@ def _run_queue(dispatcher) -> None:
         Job.fetch(job_id.decode(), connection=dispatcher.rq).perform()
 
 
+@pytest.fixture(autouse=True)
+def unhurried(monkeypatch):
+    """Claims counted here do not depend on how fast this machine runs a step (the time
+    bound has tests of its own)."""
+    monkeypatch.setattr(chain, "BUDGET_S", 60.0)
+
+
 def test_a_chain_stops_claiming_at_its_bound_and_the_rest_goes_through_rq(dispatcher, sandbox, steps, monkeypatch):
     monkeypatch.setattr(dispatcher, "settings", dispatcher.settings.with_(chain_starts=2))
     ids = _setup(dispatcher, sandbox, 5, "ch-cookie-000001")
@@ -55,6 +65,8 @@ def test_a_chain_stops_claiming_at_its_bound_and_the_rest_goes_through_rq(dispat
     assert [dispatcher.get(g).state for g in ids] == [COMPLETED] * 5
     finished = set(FinishedJobRegistry(QUEUE, connection=dispatcher.rq).get_job_ids())
     assert {dispatcher.get(g).step for g in (ids[1], ids[2], ids[4])} <= finished
+    chained = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
+    assert chained.latest_result().return_value == COMPLETED, "its result recorded as RQ records one"
     assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
 
 
@@ -129,4 +141,57 @@ def test_chain_starts_zero_runs_every_start_as_its_own_rq_job(dispatcher, sandbo
     dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
     assert steps.start(ids[0], first) == COMPLETED
     assert [dispatcher.get(g).state for g in ids] == [COMPLETED, ADMITTED, "waiting"]
+    assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
+
+
+def test_a_step_job_that_started_longer_ago_than_the_budget_claims_nothing(dispatcher, sandbox, steps, monkeypatch):
+    """A slow step (timeouts, a token refresh) never runs another start inside its RQ job's
+    timeout: its release enqueues the waiter's start as before."""
+    monkeypatch.setattr(chain, "BUDGET_S", 0.25)
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000006")
+    job = Job.fetch(dispatcher.get(ids[0]).step, connection=dispatcher.rq)
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, job.id)
+    job.started_at = rq_now() - timedelta(seconds=10)  # as RQ set it when the job began
+    assert job.perform() == COMPLETED
+    assert dispatcher.get(ids[1]).state == ADMITTED
+    assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
+
+
+def test_with_no_budget_nothing_is_claimed(dispatcher, sandbox, steps, monkeypatch):
+    monkeypatch.setattr(chain, "BUDGET_S", 0.0)
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000007")
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
+    assert steps.start(ids[0], first) == COMPLETED
+    assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
+
+
+def test_a_step_that_raises_after_its_release_claimed_still_runs_the_claimed_start(dispatcher, sandbox, steps,
+                                                                                   monkeypatch):
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000008")
+    real_finished = dispatcher.finished
+
+    def finished(generation_id, gen=None):
+        if generation_id == ids[0]:
+            raise RuntimeError("bookkeeping failed after the release")
+        return real_finished(generation_id, gen)
+
+    monkeypatch.setattr(dispatcher, "finished", finished)
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
+    with pytest.raises(RuntimeError, match="bookkeeping failed"):
+        steps.start(ids[0], first)
+    # the claimed waiter did not wait for its lease to lapse
+    assert dispatcher.get(ids[1]).state == COMPLETED
+    assert Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq).get_status() == "finished"
+
+
+def test_a_step_run_outside_a_step_job_entry_point_claims_nothing(dispatcher, sandbox, steps):
+    """Only a step job's entry point runs claims, so a step called any other way never makes
+    one (its waiter would sit claimed until its lease lapsed)."""
+    ids = _setup(dispatcher, sandbox, 2, "ch-cookie-000009")
+    assert chain.claim_ttl(dispatcher) == 0
+    first = dispatcher.get(ids[0]).step
+    dispatcher.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
+    assert steps._start(ids[0], first) == COMPLETED  # the timed step itself, not the entry point
     assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
