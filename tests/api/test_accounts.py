@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 import structlog
@@ -214,5 +215,7 @@ def test_no_secret_in_redis_or_logs(api, sandbox, r, snapshot):
     for secret in secrets:
         assert secret not in dump, "a secret is stored in plain text"
         assert secret not in logs, "a secret reached the logs"
-    # and the session tokens the upstream issued are not in Redis in plain text either
-    assert "eyJ" not in dump
+    # and the session tokens the upstream issued are not in Redis in plain text either: no JWT
+    # (header.payload.…); a bare "eyJ" also turns up by chance inside Fernet ciphertexts
+    # (url-safe base64, never a dot), which made this check fail about once in a few hundred runs
+    assert re.search(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.", dump) is None
