@@ -47,8 +47,8 @@ import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (PLAIN_QUEUE, Stack, children, peak_rss_mb, percentile, pss_mb,  # noqa: E402
-                           rss_mb)
+from bench._common import (PLAIN_QUEUE, Stack, children, cpu_seconds, peak_rss_mb, percentile,  # noqa: E402
+                           pss_mb, rss_mb)
 
 OPERATIONS = {"runwayml": "gen3a_turbo", "riffusion": "music/generate"}
 PROMPT = {"runwayml": "promptText", "riffusion": "prompt"}
@@ -108,18 +108,6 @@ def plain_worker_rss(stack, d, token: str) -> tuple[float, float]:
         return rss_mb(pid), peak_rss_mb(pid)
     finally:
         stack.stop_group(group)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a live process."""
-    import os
-
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def main(argv=None) -> int:
@@ -195,7 +183,7 @@ def main(argv=None) -> int:
         time.sleep(1.5)  # the last partial batch of lag samples
         samples = [tuple(map(float, x.split())) for x in d.r.lrange("dsp:bench:poll_lag", 0, -1)]
         stats = stack.stats()
-        cpu = {pid: _cpu_seconds(pid) for pid in pids}
+        cpu = {pid: cpu_seconds(pid) for pid in pids}
         group.stop()
 
     rss_sum = sum(peaks.values())

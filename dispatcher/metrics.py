@@ -297,8 +297,8 @@ def refresh_failed(d, provider: str, account: str, kind: str) -> None:
 
 
 def chained_start(d, provider: str, waited: float) -> None:
-    """A start step run by the step that admitted it (workers/chain.py): it never sat in a
-    queue, and waited only `waited` seconds, for the releasing step's bookkeeping."""
+    """A start step run by the step job whose release claimed it (workers/chain.py): it never
+    sat in a queue; it waited `waited` seconds, for the rest of that job's earlier steps."""
     _send(d, Batch().observe("dispatcher_step_queue_delay_seconds", waited, provider=provider, step="start"))
 
 

@@ -139,8 +139,9 @@ local function rq_time(ms)
 end
 
 -- A release may claim one admission for its caller (release.lua, ARGV 4): the first
--- generation it admits with a parked start job gets that job handed to the caller, who
--- runs it at once in the step that freed the slot, instead of pushed onto RQ's queue.
+-- generation it admits with a parked start job gets that job handed to the caller, whose
+-- RQ job runs it as soon as the step that freed the slot returns, instead of pushed onto
+-- RQ's queue (workers/chain.py).
 -- CLAIM_TTL (s): how long the claimed job's hash lives if the caller never reports back.
 local CLAIM, CLAIM_TTL = false, 0
 
