@@ -66,7 +66,7 @@ def run_step(get_dispatcher, step, start, generation_id: str, step_id: str | Non
             result = step(generation_id, step_id)
         except BaseTimeoutException:
             raise
-        except BaseException:
+        except Exception:
             _run_pending(get_dispatcher(), start)  # its claims do not wait for their leases to lapse
             raise
         _run_pending(get_dispatcher(), start)
@@ -103,11 +103,11 @@ def _run_pending(d, start) -> None:
             outcome = start(generation_id, job_id)
         except BaseTimeoutException:
             raise  # the RQ job ran out of time: RQ handles it (the claimed generations are leased)
-        except Exception:
+        except Exception as exc:
             # as for a start step that raises on its own: its generation stays leased and
             # maintenance resumes it once the lease expires
             log.error("chained start step failed", generation_id=generation_id, step=job_id,
-                      error=traceback.format_exc(limit=-1).strip().splitlines()[-1])
+                      error=f"{type(exc).__name__}: {exc}")
             _chain.done.append((provider, job_id, "error", traceback.format_exc()))
         else:
             _chain.done.append((provider, job_id, str(outcome), None))

@@ -3,7 +3,7 @@
 `start` submits upstream and saves the upstream id before anything else;
 `poll` checks the upstream, renews the lease and reschedules itself until the
 upstream finishes; then the record is finished, the slot released (which
-admits the next waiter, whose start step this step may run itself: chain.py)
+admits the next waiter, whose start this step's RQ job may run next: chain.py)
 and the callback enqueued. A step whose id is not the
 generation's current `step` was superseded and does nothing, and a step that
 runs again never submits twice: with an upstream id saved it resumes polling,
