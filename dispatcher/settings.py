@@ -53,10 +53,21 @@ class Settings:
     dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
     dashboard_password: str | None = None
+    max_resumes: int = 3  # times a step may raise unexpectedly before its generation fails (slot released)
+    max_waiting: int = 10000  # waiting generations per provider; past it submit answers 429 with Retry-After
+    callback_allow: tuple[str, ...] = ()  # hosts or networks a replyUrl may reach although internal (loopback…)
+    callback_deadline: float = 10.0  # seconds one callback delivery may take in all (connect, send, read)
+    redis_maxmemory: str = "1gb"  # maxmemory of the embedded Redis (policy noeviction: writes refused, never evicted)
 
     def __post_init__(self):
         if self.chain_starts < 0:
             raise ConfigurationError(f"{PREFIX}CHAIN_STARTS must be 0 or more, got {self.chain_starts}")
+        if self.max_resumes < 0:
+            raise ConfigurationError(f"{PREFIX}MAX_RESUMES must be 0 or more, got {self.max_resumes}")
+        if self.max_waiting < 1:
+            raise ConfigurationError(f"{PREFIX}MAX_WAITING must be 1 or more, got {self.max_waiting}")
+        if not 0 < self.callback_deadline <= 300:
+            raise ConfigurationError(f"{PREFIX}CALLBACK_DEADLINE must be between 0 and 300 seconds")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
