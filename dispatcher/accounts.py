@@ -1,5 +1,12 @@
 """The account store: one Redis hash per account, secrets sealed by the vault.
 
+Only `creds` and `session` are sealed; the rest of a record is plain (`PLAIN_FIELDS`):
+maxJobs, the error flag and its hold, and the session's clock (`expires_at`,
+`issued_at`). Whatever looks at many accounts (maintenance, the JWT watch, the
+scheduler views, a create that may find every account out of rotation) reads
+`summaries()`: those plain fields of every account in one pipelined round trip,
+decrypting nothing. Only the account about to be used is decrypted (`get`).
+
 Validation of posted bodies and the rendering of the useapi-shaped (masked)
 view live here too, so the HTTP API, the CLI and Python callers agree.
 """
@@ -8,13 +15,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import keys, lua
-from .errors import NotFound, ValidationError
+from .errors import NotFound, UpstreamError, ValidationError
 from .providers import ProviderSpec, Session
-from .providers.base import iso_utc
+from .providers.base import header_safe, id_problem, iso_utc
 from .secrets import Vault
+
+# the unsealed fields `summaries` reads, in this order
+PLAIN_FIELDS = ("id", "maxJobs", "error", "error_until", "error_at", "expires_at", "issued_at")
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,32 @@ class Account:
     refreshed_at: float | None
     error_until: float | None = None
     error_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An account's plain fields: enough for rotation, holds, the JWT watch's clock and the
+    views. No credential, no token: reading it decrypts nothing."""
+
+    provider: str
+    id: str
+    max_jobs: int
+    error: str | None
+    error_until: float | None
+    error_at: float | None
+    expires_at: float | None  # of its session (None: no session)
+    issued_at: float | None
+
+
+def _float(raw) -> float | None:
+    return float(raw) if raw not in (None, "") else None
+
+
+def _summary(provider: str, row) -> Summary:
+    account_id, max_jobs, error, until, at, expires, issued = row
+    return Summary(provider=provider, id=account_id, max_jobs=int(max_jobs or 0), error=error or None,
+                   error_until=_float(until), error_at=_float(at), expires_at=_float(expires),
+                   issued_at=_float(issued))
 
 
 def not_found_message(spec: ProviderSpec) -> str:
@@ -48,12 +84,17 @@ def validate_body(spec: ProviderSpec, body: dict, path_id: str | None) -> tuple[
             raise ValidationError(f"Parameter {name} is required")
         if len(value) > 16384:
             raise ValidationError(f"Parameter {name} is too long")
+        if name in spec.header_fields and not header_safe(value):  # never echoed: it is a secret
+            raise ValidationError(f"Parameter {name} holds characters that cannot be sent in an HTTP header "
+                                  "(a line break, another control character or a non-ASCII character)")
         creds[name] = value.strip() if name == spec.id_field else value
     if path_id is not None and spec.id_field in creds and creds[spec.id_field] != path_id:
         raise ValidationError(
             f"{spec.id_field} value specified in the request body ({creds[spec.id_field]}) must match "
             f"the {spec.id_field} value specified in the URL path ({path_id})"
         )
+    if spec.id_field in creds:
+        check_id(spec, creds[spec.id_field])
     low, high = spec.max_jobs
     raw = body.get("maxJobs")
     if raw is None or raw == "":
@@ -67,6 +108,17 @@ def validate_body(spec: ProviderSpec, body: dict, path_id: str | None) -> tuple[
     return creds, max_jobs
 
 
+def check_id(spec: ProviderSpec, account_id: str, *, from_upstream: bool = False) -> None:
+    """Refuse an id that could not be reached at `{prefix}/accounts/{id}` (`/`, `..`, `?`, `%`,
+    spaces, control characters…): 400, or 502 when the upstream's login answered it."""
+    problem = id_problem(spec, account_id)
+    if problem is None:
+        return
+    if from_upstream:
+        raise UpstreamError(f"The upstream login answered an account id that cannot be used: {problem}", status=502)
+    raise ValidationError(f"Parameter {problem}; got {account_id[:80]!r}")
+
+
 class AccountStore:
     def __init__(self, client, vault: Vault):
         self.r = client
@@ -77,6 +129,7 @@ class AccountStore:
     def save(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session) -> str:
         """Create or replace an account after a successful login; clears its error."""
         account_id = session.account_id if spec.id_from_login else credentials[spec.id_field]
+        check_id(spec, account_id, from_upstream=spec.id_from_login)  # before anything is written
         now = time.time()
         key = keys.account(spec.name, account_id)
         created = self.r.hget(key, "created") or now
@@ -92,6 +145,7 @@ class AccountStore:
             "creds": self.vault.seal(credentials),
             "session": self.vault.seal(_session_dict(session)),
             "expires_at": session.expires_at,
+            "issued_at": session.issued_at,
             "extra": json.dumps(session.extra),
         }
         pipe = self.r.pipeline(transaction=True)
@@ -112,6 +166,7 @@ class AccountStore:
         return self._update(provider, account_id, {
             "session": self.vault.seal(_session_dict(session)),
             "expires_at": session.expires_at,
+            "issued_at": session.issued_at,
             "refreshed_at": time.time(),
         }, incr="refreshes")
 
@@ -139,6 +194,47 @@ class AccountStore:
         if not raw:
             raise NotFound(not_found_message(spec))
         return self._load(spec.name, raw)
+
+    def session(self, spec: ProviderSpec, account_id: str) -> Session | None:
+        """The account's session alone (one sealed value opened, not its credentials)."""
+        found, sealed = self.r.hmget(keys.account(spec.name, account_id), "id", "session")
+        if found is None:
+            raise NotFound(not_found_message(spec))
+        s = self.vault.open(sealed)
+        return Session(**s) if s else None
+
+    def summary(self, provider: str, account_id: str) -> Summary | None:
+        """One account's plain fields (None when it does not exist); decrypts nothing."""
+        row = self.r.hmget(keys.account(provider, account_id), *PLAIN_FIELDS)
+        return None if row[0] is None else self._backfilled(provider, [_summary(provider, row)])[0]
+
+    def summaries(self, provider: str) -> list[Summary]:
+        """Every account's plain fields, sorted by id: two round trips (the ids, then one HMGET
+        per account, pipelined), nothing decrypted."""
+        ids = self.ids(provider)
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for account_id in ids:
+            pipe.hmget(keys.account(provider, account_id), *PLAIN_FIELDS)
+        found = [_summary(provider, row) for row in pipe.execute() if row[0] is not None]
+        return self._backfilled(provider, found)
+
+    def _backfilled(self, provider: str, found: list[Summary]) -> list[Summary]:
+        """Records written before `issued_at` was stored plain: read it from the sealed session,
+        once, and store it, so the next read decrypts nothing."""
+        old = [s for s in found if s.expires_at is not None and s.issued_at is None]
+        if not old:
+            return found
+        pipe = self.r.pipeline(transaction=False)
+        for s in old:
+            pipe.hget(keys.account(provider, s.id), "session")
+        fixed = {}
+        for s, sealed in zip(old, pipe.execute()):
+            issued = float(self.vault.open(sealed).get("issued_at") or 0.0)
+            self._update(provider, s.id, {"issued_at": issued})
+            fixed[s.id] = replace(s, issued_at=issued)
+        return [fixed.get(s.id, s) for s in found]
 
     def decode(self, provider: str, raw: dict) -> Account | None:
         """An account from its raw record as read by someone else (None when empty)."""

@@ -36,10 +36,11 @@ def register_secret(value: str | None) -> None:
     Every token a refresh brings is registered, so a long-running worker would
     collect them without end, and every log line is checked against them all.
     A secret in use is registered again each time it is opened (`Vault.open`:
-    every step, every maintenance tick), so once the registry holds more than
-    `MAX_KNOWN_SECRETS`, the ones not seen for `SECRET_UNUSED_S` (tokens that
-    were replaced) are forgotten. Secrets still in use are never dropped, however
-    many there are."""
+    every step that uses its account, every refresh; idle accounts are not
+    opened), so once the registry holds more than `MAX_KNOWN_SECRETS`, the ones
+    not seen for `SECRET_UNUSED_S` (replaced tokens, idle accounts) are forgotten.
+    One forgotten is registered again when it is next opened, before any use;
+    secrets opened within `SECRET_UNUSED_S` are never dropped."""
     if value and len(value) >= 6:
         now = _clock()
         with _lock:

@@ -1,11 +1,8 @@
 """Prometheus metrics shared by every process: counters in Redis, gauges read at scrape time.
 
 The API and the workers are separate processes, so every count ends up in
-one Redis hash, `dsp:metrics`, never on the admission Lua path. A hash
-field is one sample: `c|<name>|<label>=<value>|…` for a counter,
-`h|<name>|<labels>#le=<bound>` / `#sum` for a histogram (one
-field per bucket, made cumulative at scrape time; the count is their sum);
-label values are percent-encoded. `DISPATCHER_METRICS=false` turns all of it off.
+one Redis hash (`metric_store`), never on the admission Lua path.
+`DISPATCHER_METRICS=false` turns all of it off.
 
 How the hooks (`admitted`, `finished`, `cooldown`, `flagged`,
 `refresh_failed`, `timed_step`) reach Redis depends on the process:
@@ -18,9 +15,8 @@ How the hooks (`admitted`, `finished`, `cooldown`, `flagged`,
   second rather than once per step; counters lag by at most a maintenance
   interval, and a SIGKILLed worker loses at most that much of its own counts.
 
-`/metrics` renders `DispatcherCollector`: the stored counters plus gauges
-computed live from Redis (`status.collect`): slots used/max per account,
-waiting lines, token seconds-to-expiry, cooldowns, flags, workers, queues.
+`/metrics` renders `exposition.DispatcherCollector` (re-exported here with
+`render`): the stored counters plus gauges computed live from Redis.
 A metrics hook that fails (Redis away) is logged and ignored: it never
 fails the work it measures.
 """
@@ -31,94 +27,13 @@ import functools
 import math
 import threading
 import time
-from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
 import redis
 
-from . import keys
+from .exposition import DispatcherCollector, _counter, _histogram, label_value, render  # noqa: F401 (re-exported)
 from .logging import get_logger
-
-METRICS_KEY = f"{keys.ROOT}:metrics"
-STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-GENERATION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    kind: str  # "counter" | "histogram"
-    help: str
-    labels: tuple[str, ...]
-    buckets: tuple[float, ...] = ()
-
-
-STORED = {s.name: s for s in (
-    Spec("dispatcher_admissions", "counter", "Generations given a capacity slot, by account.",
-         ("provider", "account")),
-    Spec("dispatcher_generations", "counter", "Generations that reached a terminal state, by outcome and reason.",
-         ("provider", "outcome", "reason")),
-    Spec("dispatcher_cooldowns", "counter", "Times an account was put in cooldown (429, failure rate).",
-         ("provider", "account")),
-    Spec("dispatcher_account_flags", "counter", "Times an account left rotation with an error.",
-         ("provider", "account")),
-    Spec("dispatcher_token_refresh_failures", "counter", "JWT refreshes that failed (refused or upstream error).",
-         ("provider", "account", "kind")),
-    Spec("dispatcher_steps", "counter", "Step jobs run by the workers, by result.",
-         ("provider", "step", "result")),
-    Spec("dispatcher_step_duration_seconds", "histogram", "Time a worker spent in one step job.",
-         ("provider", "step"), STEP_BUCKETS),
-    Spec("dispatcher_step_queue_delay_seconds", "histogram", "Time a step job waited in its RQ queue.",
-         ("provider", "step"), STEP_BUCKETS),
-    Spec("dispatcher_generation_duration_seconds", "histogram", "Submission to terminal state.",
-         ("provider", "outcome"), GENERATION_BUCKETS),
-    Spec("dispatcher_generation_wait_seconds", "histogram", "Submission to admission (time in the waiting line).",
-         ("provider",), GENERATION_BUCKETS),
-)}
-
-# error code of a failed generation -> a reason label with few values
-_REASONS = {401: "unauthorized", 404: "account_deleted", 412: "insufficient_credits", 422: "moderated",
-            429: "throttled", 500: "upstream_failed", 502: "upstream_error", 503: "upstream_error",
-            504: "upstream_timeout", 596: "account_on_hold"}
-
-
-def reason_of(state: str, code: int | None) -> str:
-    if state == "completed":
-        return "ok"
-    if state == "canceled":
-        return "canceled"
-    if code is None:
-        return "unknown"
-    return _REASONS.get(int(code), f"code_{int(code)}")
-
-
-# -- field encoding ------------------------------------------------------------------
-def field(kind: str, name: str, labels: dict, suffix: str = "") -> str:
-    return _field(kind, name, tuple(sorted((k, str(v)) for k, v in labels.items())), suffix)
-
-
-@functools.lru_cache(maxsize=4096)  # a few label sets recur on every step: encode each once
-def _field(kind: str, name: str, labels: tuple, suffix: str) -> str:
-    parts = [kind, name] + [f"{k}={quote(v, safe='')}" for k, v in labels]
-    return "|".join(parts) + (f"#{suffix}" if suffix else "")
-
-
-def parse_field(raw: str) -> tuple[str, str, dict, str]:
-    """(kind, name, labels, suffix) of a stored field."""
-    body, _, suffix = raw.partition("#")
-    kind, name, *pairs = body.split("|")
-    labels = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        labels[k] = unquote(v)
-    return kind, name, labels, suffix
-
-
-def _bucket(value: float, buckets: tuple[float, ...]) -> str:
-    for bound in buckets:
-        if value <= bound:
-            return f"le={bound:g}"
-    return "le=+Inf"
+from .metric_store import (GENERATION_BUCKETS, METRICS_KEY, STEP_BUCKETS, STORED, Spec, _bucket,  # noqa: F401
+                           field, outcomes, parse_field, reason_of, stored)
 
 
 class Batch:
@@ -353,133 +268,3 @@ def _provider(generation_id: str, provider_of) -> str:
         return provider_of(generation_id)
     except Exception:
         return "unknown"
-
-
-# -- reading ------------------------------------------------------------------------------
-def stored(client) -> dict:
-    """Every stored sample: {name: [(labels, suffix, value)]}."""
-    out: dict[str, list] = {}
-    for raw, value in client.hgetall(METRICS_KEY).items():
-        raw = raw.decode() if isinstance(raw, bytes) else raw
-        value = value.decode() if isinstance(value, bytes) else value
-        try:
-            kind, name, labels, suffix = parse_field(raw)
-            number = float(value)
-        except ValueError:
-            continue
-        out.setdefault(name, []).append((labels, suffix, number))
-    return out
-
-
-def outcomes(client) -> dict:
-    """{provider: {outcome: count}} from the stored generation counters."""
-    out: dict[str, dict[str, int]] = {}
-    for labels, _, value in stored(client).get("dispatcher_generations", ()):
-        per = out.setdefault(labels.get("provider", "unknown"), {})
-        outcome = labels.get("outcome", "unknown")
-        per[outcome] = per.get(outcome, 0) + int(value)
-    return out
-
-
-class DispatcherCollector:
-    """prometheus_client collector: stored counters and histograms, plus live gauges."""
-
-    def __init__(self, dispatcher):
-        self.d = dispatcher
-
-    def describe(self):
-        return []
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily
-
-        from .status import collect as collect_status
-
-        samples = stored(self.d.r)
-        for spec in STORED.values():
-            rows = samples.get(spec.name, [])
-            yield (_counter(spec, rows) if spec.kind == "counter" else _histogram(spec, rows))
-        status = collect_status(self.d)
-        yield from _gauges(status)
-        refreshes = CounterMetricFamily("dispatcher_token_refreshes", "Successful JWT refreshes per account "
-                                        "(reset when the account is deleted).", labels=("provider", "account"))
-        for provider, p in sorted(status["providers"].items()):
-            for a in p["accounts"]:
-                refreshes.add_metric((provider, a["id"]), a["refreshes"])
-        yield refreshes
-
-
-def _counter(spec: Spec, rows):
-    from prometheus_client.core import CounterMetricFamily
-
-    family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
-    for labels, _, value in sorted(rows, key=lambda r: sorted(r[0].items())):
-        family.add_metric(tuple(labels.get(k, "") for k in spec.labels), value)
-    return family
-
-
-def _histogram(spec: Spec, rows):
-    from prometheus_client.core import HistogramMetricFamily
-
-    family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
-    series: dict[tuple, dict] = {}
-    for labels, suffix, value in rows:
-        key = tuple(labels.get(k, "") for k in spec.labels)
-        series.setdefault(key, {})[suffix] = value
-    for key in sorted(series):
-        values = series[key]
-        running, buckets = 0.0, []
-        for bound in spec.buckets:
-            running += values.get(f"le={bound:g}", 0)
-            buckets.append((f"{bound:g}", running))
-        running += values.get("le=+Inf", 0)
-        buckets.append(("+Inf", running))
-        family.add_metric(list(key), buckets, values.get("sum", 0.0))
-    return family
-
-
-def _gauges(status: dict):
-    from prometheus_client.core import GaugeMetricFamily
-
-    def gauge(name, help_, labels=("provider", "account")):
-        return GaugeMetricFamily(name, help_, labels=labels)
-
-    used = gauge("dispatcher_account_slots_used", "Slots (leases) an account holds now.")
-    cap = gauge("dispatcher_account_slots_max", "maxJobs of an account.")
-    free = gauge("dispatcher_account_slots_available", "Free slots of an account (0 when not eligible).")
-    eligible = gauge("dispatcher_account_eligible", "1 when the account takes new generations now.")
-    cooling = gauge("dispatcher_account_cooldown_active", "1 while the account is in cooldown.")
-    flagged_ = gauge("dispatcher_account_flagged", "1 while the account is out of rotation with an error.")
-    expiry = gauge("dispatcher_account_token_seconds_to_expiry", "Seconds until the account's JWT expires.")
-    pinned = gauge("dispatcher_waiting_pinned", "Generations waiting for one pinned account.")
-    waiting = gauge("dispatcher_waiting", "Generations in a provider's common waiting line.", labels=("provider",))
-    running = gauge("dispatcher_running", "Generations holding a slot, per provider.", labels=("provider",))
-    for provider, p in sorted(status["providers"].items()):
-        waiting.add_metric((provider,), p["waiting"])
-        running.add_metric((provider,), p["running"])
-        for account, n in sorted(p["pinned"].items()):
-            pinned.add_metric((provider, account), n)
-        for a in p["accounts"]:
-            labels = (provider, a["id"])
-            used.add_metric(labels, a["executing"])
-            cap.add_metric(labels, a["maxJobs"])
-            free.add_metric(labels, a["available"])
-            eligible.add_metric(labels, 1 if a["eligible"] else 0)
-            cooling.add_metric(labels, 1 if a["cooldown_seconds"] else 0)
-            flagged_.add_metric(labels, 1 if a["error"] else 0)
-            if a["token_seconds_to_expiry"] is not None:
-                expiry.add_metric(labels, a["token_seconds_to_expiry"])
-    workers = GaugeMetricFamily("dispatcher_workers", "RQ workers registered in Redis.", value=status["workers"])
-    queues = GaugeMetricFamily("dispatcher_rq_queue_length", "Step jobs ready in each RQ queue.", labels=("queue",))
-    for name, n in sorted(status["queues"].items()):
-        queues.add_metric((name,), n)
-    yield from (used, cap, free, eligible, cooling, flagged_, expiry, waiting, pinned, running, workers, queues)
-
-
-def render(dispatcher) -> bytes:
-    """The Prometheus text exposition of everything above."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DispatcherCollector(dispatcher))
-    return generate_latest(registry)

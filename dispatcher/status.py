@@ -15,6 +15,7 @@ import redis
 
 from . import keys, providers
 from .errors import StoreUnavailable
+from .metric_store import outcomes
 from .steps import all_queue_names
 
 
@@ -35,8 +36,6 @@ def collect(d, *, now: float | None = None) -> dict:
 
 def _collect(d, now: float) -> dict:
     from rq import Queue, Worker
-
-    from .metrics import outcomes
 
     out: dict = {"time": now, "redis": mask_url(d.redis_url), "providers": {}}
     for spec in providers.all_specs():

@@ -24,7 +24,7 @@ import time
 import uuid
 
 from . import keys, metrics, providers
-from .errors import DispatcherError, LoginFailed, UpstreamError
+from .errors import DispatcherError, LoginFailed, NotFound, UpstreamError
 from .health import refresh_failed_message
 from .logging import get_logger
 
@@ -42,6 +42,7 @@ class AccountUnusable(DispatcherError):
 # -- the margin: pure functions of the settings and the session -------------------------
 
 
+# `session`: a Session, or an account's plain Summary (the same `expires_at` and `issued_at`)
 def lifetime(session) -> float:
     return max(session.expires_at - session.issued_at, 0.0)
 
@@ -187,25 +188,39 @@ def watch(d, provider: str, *, horizon: float = 0.0) -> int:
     and flag those that cannot be refreshed once they are inside it. Returns the refreshes made.
 
     Run by the maintenance tick so that admission never waits on a login. It never
-    waits on a refresh another process is already making."""
+    waits on a refresh another process is already making. Which accounts are due is
+    decided from their plain fields (`AccountStore.summaries`): only a due account's
+    session is decrypted, so an idle tick over thousands of accounts decrypts nothing."""
     spec = providers.get(provider)
     refreshed = 0
     now = time.time()
-    for account in d.accounts.all(spec):
-        s = account.session
-        if account.error or s is None:
+    for plain in d.accounts.summaries(provider):
+        if plain.error or plain.expires_at is None or plain.issued_at is None:
             continue
-        margin = d.refresh_margin(s)
-        if now + horizon < s.expires_at - margin:
+        if now + horizon < plain.expires_at - refresh_margin(d.settings, plain):
             continue
         try:
-            if spec.refresh == "none":
-                if now >= s.expires_at - margin:
-                    ensure_token(d, provider, account.id)  # flags it: before expiry, with the reason
-                continue
-            if _refresh_single_flight(d, spec, account.id, seen=s.token, wait=False) is not None:
-                refreshed += 1
+            account = d.accounts.get(spec, plain.id)  # due: this account's secrets, and only its
+            refreshed += _watch_one(d, spec, account, now, horizon)
+        except NotFound:
+            continue  # deleted meanwhile
         except (AccountUnusable, UpstreamError) as exc:
-            log.warning("token watch could not refresh", provider=provider, account=account.id,
+            log.warning("token watch could not refresh", provider=provider, account=plain.id,
                         error=getattr(exc, "message", type(exc).__name__))
     return refreshed
+
+
+def _watch_one(d, spec, account, now: float, horizon: float) -> int:
+    """The watch's decision for one due account, on its decrypted session (which may have been
+    refreshed since the plain fields were read). Returns 1 when it refreshed the token."""
+    s = account.session
+    if account.error or s is None:
+        return 0
+    margin = d.refresh_margin(s)
+    if now + horizon < s.expires_at - margin:
+        return 0
+    if spec.refresh == "none":
+        if now >= s.expires_at - margin:
+            ensure_token(d, spec.name, account.id, account=account)  # flags it: before expiry, with the reason
+        return 0
+    return 1 if _refresh_single_flight(d, spec, account.id, seen=s.token, wait=False) is not None else 0

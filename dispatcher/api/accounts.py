@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
+from ..providers.base import ID_MAX
 from .body import read_object
 
 router = APIRouter()
@@ -14,6 +15,10 @@ router = APIRouter()
 
 def _account_body_schema(spec: ProviderSpec) -> dict:
     props = {name: {"type": "string"} for name in spec.credential_fields}
+    if spec.id_field in props:  # it becomes the `{id}` of the account's URL: the rule is checked (400)
+        props[spec.id_field].update(maxLength=ID_MAX, description=f"{spec.id_rule}, at most {ID_MAX} characters")
+    for name in spec.header_fields:
+        props[name]["description"] = "sent upstream in an HTTP header: printable ASCII only (400 otherwise)"
     low, high = spec.max_jobs
     props["maxJobs"] = {"type": "integer", "minimum": low, "maximum": high}
     schema = {"type": "object", "properties": props, "required": [*spec.credential_fields, "maxJobs"]}

@@ -4,7 +4,7 @@ is flagged before the token expires and the user posts a new one."""
 from __future__ import annotations
 
 from ..secrets import mask_token
-from .base import Adapter, Poll, ProviderSpec, Session, iso_utc
+from .base import NUMERIC_ID, NUMERIC_RULE, Adapter, Poll, ProviderSpec, Session, iso_utc
 
 _STATES = {1: "running", 2: "succeeded", 5: "failed", 7: "canceled"}
 
@@ -72,4 +72,5 @@ SPEC = ProviderSpec(
     id_field="account", id_from_login=False, credential_fields=("account", "token"),
     max_jobs=(1, 10), recommended_max_jobs=3, refresh="none",
     adapter=MiniMaxAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
+    id_pattern=NUMERIC_ID, id_rule=NUMERIC_RULE, header_fields=("token",),  # the token is the `token` header
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..secrets import mask_token, mask_whole
-from .base import Adapter, Poll, ProviderSpec, Session, iso_utc, jwt_claims
+from .base import EMAIL_ID, EMAIL_RULE, Adapter, Poll, ProviderSpec, Session, iso_utc, jwt_claims
 
 _STATES = {5: "running", 1: "succeeded", 7: "failed", 8: "failed", 9: "canceled"}
 
@@ -63,4 +63,5 @@ SPEC = ProviderSpec(
     id_field="email", id_from_login=False, credential_fields=("email", "password"),
     max_jobs=(1, 8), recommended_max_jobs=None, refresh="relogin",
     adapter=PixVerseAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
+    id_pattern=EMAIL_ID, id_rule=EMAIL_RULE,
 )

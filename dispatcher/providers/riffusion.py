@@ -66,4 +66,5 @@ SPEC = ProviderSpec(
     id_field="user_id", id_from_login=True, credential_fields=("cookie",),
     max_jobs=(1, 10), recommended_max_jobs=6, refresh="refresh_token",
     adapter=RiffusionAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
+    header_fields=("cookie",),  # a browser cookie: a Cookie header's value, whatever carries it here
 )

@@ -20,6 +20,9 @@ RUNS = {
                  ("inflight", "rss_mb", "poll_lag_p95_s")),
     "capacity": (["--seconds", "0.3", "--repeat", "1", "--samples", "200"],
                  ("acquire_over_ping", "pairs_per_s_1", "pairs_per_s_8")),
+    "accounts": (["--accounts", "60", "--logins", "2", "--creates", "5", "--ticks", "2", "--idle-seconds", "1"],
+                 ("accounts", "create_ms_p50", "generic_create_ms_p50", "tick_ms", "decrypts_per_tick",
+                  "decrypts_per_create", "opens_per_tick", "opens_per_create", "available_ms", "idle_cpu_pct")),
 }
 
 
@@ -40,3 +43,5 @@ def test_a_bench_script_runs_and_ends_with_its_headline(script):
         assert re.search(r"^plain RQ\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", done.stdout, re.M), done.stdout
     if script == "inflight":
         assert int(pairs["inflight"]) == 12, done.stdout[-2000:]
+    if script == "accounts":  # counts, not speeds: an idle tick and a create open no account's secrets
+        assert pairs["accounts"] == "60" and pairs["opens_per_tick"] == pairs["opens_per_create"] == "0", last
