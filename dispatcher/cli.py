@@ -50,8 +50,16 @@ def serve(host, port):
 
     from .api.app import create_app
 
+    from .errors import StoreUnavailable
+    from .secrets import check_key
+
     s = _settings()
-    app = create_app(_dispatcher())
+    d = _dispatcher()
+    try:
+        check_key(d.vault, d.r)  # a wrong DISPATCHER_SECRET_KEY stops here, with the message
+    except StoreUnavailable:
+        pass  # Redis away: the API starts anyway and answers 503 until it is back
+    app = create_app(d)
     uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning", access_log=False)
 
 
@@ -83,9 +91,11 @@ def redis():
 
 @redis.command("start")
 def redis_start():
+    """Start the embedded Redis (if it is not running) and print its URL, password masked."""
     from .redis_server import EmbeddedRedis
 
-    click.echo(EmbeddedRedis(_settings().data_dir).start())
+    server = EmbeddedRedis.for_settings(_settings())
+    click.echo(_shown(server.start()))
 
 
 @redis.command("stop")
@@ -98,10 +108,19 @@ def redis_stop():
 
 @redis.command("url")
 def redis_url():
-    """Print the Redis URL every command would use (starting the embedded server if needed)."""
+    """Print the Redis URL every command would use (starting the embedded server if needed), password
+    masked: the embedded Redis's is in <data dir>/redis_password."""
     from .redis_server import resolve_url
 
-    click.echo(resolve_url(_settings()))
+    click.echo(_shown(resolve_url(_settings())))
+
+
+def _shown(url: str) -> str:
+    from .redis_server import PASSWORD_FILE, mask_url
+
+    s = _settings()
+    where = "" if s.redis_url else f"  (password in {s.data_dir / PASSWORD_FILE})"
+    return f"{mask_url(url)}{where}"
 
 
 # -- accounts ----------------------------------------------------------------------

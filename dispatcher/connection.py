@@ -3,21 +3,88 @@
 Two clients per URL: ours decodes responses to str; RQ's does not (RQ
 pickles job data). Both retry a dropped connection with backoff, so a Redis
 restart is ridden out instead of crashing the process.
+
+Both turn Redis's "OOM command not allowed" refusal (maxmemory reached with
+policy noeviction) into `RedisFull`: a `StoreFull` (HTTP 507) with a clear
+message that is still a redis-py `OutOfMemoryError` for code catching Redis
+errors.
 """
 
 from __future__ import annotations
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
+from redis.exceptions import OutOfMemoryError
 from redis.retry import Retry
 
+from .errors import StoreFull
 from .redis_server import resolve_url
 
 _RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+OOM_MARK = "OOM command not allowed"  # Redis 6 wraps it in a script error: match the text too
+
+
+class RedisFull(StoreFull, OutOfMemoryError):
+    """Redis reached maxmemory and refused a write (nothing evicted, nothing changed)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, redis.ResponseError) and OOM_MARK in str(exc))
+
+
+def store_full(client: redis.Redis | None = None) -> RedisFull:
+    """The error for a refused write, naming the limit when Redis tells it."""
+    limit = "maxmemory reached"
+    try:
+        if client is not None:
+            config = {_text(k): _text(v) for k, v in client.config_get("maxmemory*").items()}
+            if int(config.get("maxmemory", 0)):
+                limit = f"maxmemory {_human(int(config['maxmemory']))}, policy {config.get('maxmemory-policy')}"
+    except (redis.RedisError, ValueError):
+        pass  # CONFIG may be renamed or denied (managed Redis): the plain message will do
+    return RedisFull(
+        f"Redis is out of memory ({limit}); nothing was changed and nothing was evicted. Free memory "
+        "(finished generations expire after DISPATCHER_RESULT_TTL) or raise the limit "
+        "(DISPATCHER_REDIS_MAXMEMORY for the embedded Redis)")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{round(size / scale, 2):g} {unit}"
+    return f"{size} bytes"
+
+
+class _Pipeline(Pipeline):
+    def execute(self, raise_on_error: bool = True):
+        try:
+            return super().execute(raise_on_error)
+        except redis.ResponseError as exc:
+            if is_out_of_memory(exc):
+                raise store_full(redis.Redis(connection_pool=self.connection_pool)) from None
+            raise
+
+
+class _Redis(redis.Redis):
+    def execute_command(self, *args, **options):
+        try:
+            return super().execute_command(*args, **options)
+        except redis.ResponseError as exc:
+            if is_out_of_memory(exc) and not isinstance(exc, RedisFull):
+                raise store_full(self) from None
+            raise
+
+    def pipeline(self, transaction=True, shard_hint=None) -> Pipeline:
+        return _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 def _client(url: str, *, decode: bool) -> redis.Redis:
-    return redis.Redis.from_url(
+    return _Redis.from_url(
         url,
         decode_responses=decode,
         socket_connect_timeout=2,

@@ -7,6 +7,21 @@ Loopback by default. Listening anywhere else requires basic auth
 (`DISPATCHER_DASHBOARD_USER` / `DISPATCHER_DASHBOARD_PASSWORD`), checked in
 constant time on every request, static files included.
 
+rq-dashboard's actions (empty a queue, delete, requeue) are plain POSTs with no
+CSRF token, so `HostGuard` wraps the whole app, before basic auth:
+- DNS rebinding: a request whose `Host` is not a name the dashboard serves
+  answers 421. Served: any IP address literal (a rebinding page reaches us under
+  its own domain name, never under an IP), `localhost` and `*.localhost`
+  (browsers resolve those to loopback themselves), the `--host` the dashboard
+  listens on, and this machine's host name. The port is not compared: a
+  rebinding page cannot choose our name, and SSH tunnels or Docker port
+  mappings change the port the browser sees.
+- Cross-site requests: POST, PUT, PATCH and DELETE, and `/requeue/…` (which
+  rq-dashboard also accepts as a GET), need an `Origin` (when absent, a
+  `Referer`) whose host and port are the request's `Host`; otherwise 403. The
+  dashboard's own pages send it; scripts calling these endpoints must send
+  `Origin: http://<the host:port they call>`.
+
 rq-dashboard 0.9.0 with rq 3.0: its views and JSON endpoints work (queues,
 workers, every registry, job details), with two snags worked around here:
 - its wheel imports `six` (`rq_dashboard/web.py: from six import string_types`)
@@ -23,12 +38,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import socket
 import sys
 import types
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 from .logging import get_logger, register_secret
+from .redis_server import mask_url
 
 POLL_INTERVAL_MS = 2000
 
@@ -62,9 +80,81 @@ def check_exposure(host: str, username: str | None, password: str | None) -> Non
             "and DISPATCHER_DASHBOARD_PASSWORD (or --username/--password), or listen on 127.0.0.1")
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UNSAFE_PATH_PREFIXES = ("/requeue/",)  # rq-dashboard's "requeue all" also answers GET
+
+
+def _host_name(netloc: str) -> str:
+    """The host part of `host[:port]` / `[v6][:port]`, lowercased, without a trailing dot."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0].rstrip(".") if netloc.count(":") == 1 else netloc.rstrip(".")
+
+
+def served_names(listen_host: str) -> frozenset[str]:
+    """The names (besides IP literals and *.localhost) a request's Host may carry."""
+    names = {"localhost", _host_name(listen_host), socket.gethostname().lower().rstrip(".")}
+    return frozenset(n for n in names if n)
+
+
+def host_served(host_header: str, names: frozenset[str]) -> bool:
+    name = _host_name(host_header)
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in names or name.endswith(".localhost")
+
+
+def same_origin(source: str | None, host_header: str) -> bool:
+    """Whether an `Origin`/`Referer` value names the request's own `Host` (host and port)."""
+    if not source or source == "null":
+        return False
+    parts = urlsplit(source)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    default = ":443" if parts.scheme == "https" else ":80"
+    given, host = parts.netloc.lower().rsplit("@", 1)[-1], host_header.strip().lower()
+    return given == host or given == host + default or given + default == host
+
+
+class HostGuard:
+    """WSGI middleware: 421 for a Host the dashboard does not serve (DNS rebinding), 403 for an
+    unsafe request whose Origin (or Referer) is not the dashboard itself (CSRF)."""
+
+    def __init__(self, app, listen_host: str):
+        self.app = app
+        self.names = served_names(listen_host)
+
+    def __call__(self, environ, start_response):
+        host = environ.get("HTTP_HOST") or ""
+        if not host_served(host, self.names):
+            return _refuse(start_response, "421 Misdirected Request",
+                           "This dashboard does not serve that host name.")
+        unsafe = (environ.get("REQUEST_METHOD", "GET").upper() in UNSAFE_METHODS
+                  or (environ.get("PATH_INFO") or "").startswith(UNSAFE_PATH_PREFIXES))
+        if unsafe:
+            source = environ.get("HTTP_ORIGIN") or environ.get("HTTP_REFERER")
+            if not same_origin(source, host):
+                return _refuse(start_response, "403 Forbidden",
+                               "Cross-site request refused: send an Origin header naming this dashboard.")
+        return self.app(environ, start_response)
+
+
+def _refuse(start_response, status: str, text: str):
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store")])
+    return [body]
+
+
 def build_app(redis_url: str, *, username: str | None = None, password: str | None = None,
-              poll_interval_ms: int = POLL_INTERVAL_MS):
-    """The rq-dashboard Flask app on `redis_url`, behind basic auth when credentials are given."""
+              poll_interval_ms: int = POLL_INTERVAL_MS, listen_host: str = "127.0.0.1"):
+    """The rq-dashboard Flask app on `redis_url`, behind basic auth when credentials are given,
+    and behind `HostGuard` (Host and Origin checks) always."""
     _ensure_six()
     try:
         import rq_dashboard
@@ -93,6 +183,7 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
 
     app.register_blueprint(blueprint, url_prefix="")
     setup_rq_connection(app)
+    app.wsgi_app = HostGuard(app.wsgi_app, listen_host)
     return app
 
 
@@ -107,7 +198,9 @@ def run_dashboard(settings, *, host: str = "127.0.0.1", port: int | None = None,
     username = username or settings.dashboard_user
     password = password or settings.dashboard_password
     check_exposure(host, username, password)
-    app = build_app(resolve_url(settings), username=username, password=password)
+    redis_url = resolve_url(settings)
+    app = build_app(redis_url, username=username, password=password, listen_host=host)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    get_logger().info("dashboard listening", url=f"http://{host}:{port}/", basic_auth=bool(username))
+    get_logger().info("dashboard listening", url=f"http://{host}:{port}/", redis=mask_url(redis_url),
+                      basic_auth=bool(username))
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -127,12 +127,13 @@ class Demo:
             self.say(f"redis      {_mask(redis_url)} (DISPATCHER_REDIS_URL: demo accounts are added there "
                      "and removed when the demo stops)")
         else:
-            embedded = EmbeddedRedis(self.data_dir)
+            embedded = EmbeddedRedis(self.data_dir, maxmemory=self.settings.redis_maxmemory)
             running = embedded.is_running()
             redis_url = embedded.start()
             if not running:
                 self.redis = embedded
-            self.say(f"redis      {redis_url} (embedded, AOF in {embedded.dir})")
+            self.say(f"redis      {_mask(redis_url)} (embedded, AOF in {embedded.dir}, password in "
+                     f"{embedded.password_file})")
         self.sandbox = SandboxProcess()
         upstream = self.sandbox.start()
         self.say(f"sandbox    {upstream} (simulated Runway, PixVerse, MiniMax, Riffusion)")

@@ -66,3 +66,10 @@ class StoreUnavailable(DispatcherError):
     """Redis cannot be reached: fail closed."""
 
     status = 503
+
+
+class StoreFull(StoreUnavailable):
+    """Redis refused a write: it reached `maxmemory` (policy noeviction). Nothing was evicted
+    and the refused write changed nothing."""
+
+    status = 507

@@ -4,6 +4,8 @@
   The key comes from `DISPATCHER_SECRET_KEY`, or is generated once into the
   data directory with mode 0600.
 - API tokens come from `DISPATCHER_API_TOKENS`, or one is generated likewise.
+- `check_key` stops a process whose key is not the one this Redis's secrets were
+  sealed with, before it takes any job (a key-check value sealed once in Redis).
 - `mask_whole` / `mask_token` render secrets the way useapi does.
 """
 
@@ -13,12 +15,14 @@ import hmac
 import json
 import os
 import secrets as _stdlib_secrets
+import time
 from pathlib import Path
 
+import redis
 from cryptography.fernet import Fernet, InvalidToken
 
-from .errors import ConfigurationError
-from .logging import SECRET_KEYS, register_secret
+from .errors import ConfigurationError, StoreUnavailable
+from .logging import SECRET_KEYS, get_logger, register_secret
 
 MASK = "…secured…"
 
@@ -35,7 +39,7 @@ def mask_token(value) -> str | None:
     return f"{value[:3]}{MASK}{value[-3:]}" if len(value) >= 12 else MASK
 
 
-def _read_or_create(path: Path, make) -> str:
+def read_or_create(path: Path, make) -> str:
     """Read a generated secret, or create it once (mode 0600), safe against concurrent first starts."""
     try:
         return path.read_text().strip()
@@ -70,10 +74,18 @@ class Vault:
 
     @classmethod
     def from_settings(cls, settings) -> "Vault":
-        key = settings.secret_key or _read_or_create(
+        key = settings.secret_key or read_or_create(
             Path(settings.data_dir) / "secret.key", lambda: Fernet.generate_key().decode()
         )
         return cls(key)
+
+    def can_open(self, token: str | bytes) -> bool:
+        """Whether this key opens `token` (no caching, no secret registered)."""
+        try:
+            self._fernet.decrypt(token.encode() if isinstance(token, str) else token)
+            return True
+        except InvalidToken:
+            return False
 
     def seal(self, data: dict) -> str:
         for value in _leaves(data):
@@ -112,12 +124,86 @@ def _leaves(data, key: str = ""):
         yield data
 
 
+KEY_CHECK = "dsp:vault:check"  # a known value sealed with the key this Redis's secrets use
+_KEY_CHECK_VALUE = b"dispatcher secret key check v1"
+KEY_MISMATCH = ("DISPATCHER_SECRET_KEY does not match the key this Redis's accounts were encrypted with "
+                f"(checked against {KEY_CHECK}): start every process that shares this Redis with the same "
+                "key (see <data dir>/secret.key on the machine that created the accounts)")
+
+
+def check_key(vault: Vault, client, *, wait: bool = False) -> None:
+    """Raise `ConfigurationError(KEY_MISMATCH)` unless `vault`'s key is the one this Redis's
+    secrets are sealed with. One GET once the check value exists. The first process to check
+    seals the value (SET NX: the first key wins); on a Redis from before the check, it first
+    tries its key on one stored account of each provider, so a wrong key cannot claim it.
+
+    Redis refusing the URL's password is a `ConfigurationError` too. Redis unreachable: with
+    `wait`, retried (0.5 s doubling to 5 s, one log line each) until it answers; otherwise
+    `StoreUnavailable`."""
+    pause = 0.5
+    while True:
+        try:
+            return _check_key(vault, client)
+        except redis.AuthenticationError:
+            raise ConfigurationError("Redis refused the password of DISPATCHER_REDIS_URL (or of the embedded "
+                                     "Redis's <data dir>/redis_password)") from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not wait:
+                raise StoreUnavailable("Redis is unavailable: the secret key could not be checked") from None
+            get_logger().warning("redis unavailable; checking the secret key when it answers",
+                                 error=type(exc).__name__, retry_in=pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def check_settings_key(settings, *, wait: bool = True) -> None:
+    """`check_key` for processes that hold no Dispatcher (the worker pool's supervisor)."""
+    from .connection import connect
+
+    client = connect(settings.redis_url)
+    try:
+        check_key(Vault.from_settings(settings), client, wait=wait)
+    finally:
+        client.close()
+
+
+def _check_key(vault: Vault, client) -> None:
+    stored = client.get(KEY_CHECK)
+    if stored is None:
+        if not _opens_stored_accounts(vault, client):
+            raise ConfigurationError(KEY_MISMATCH)
+        client.set(KEY_CHECK, vault._fernet.encrypt(_KEY_CHECK_VALUE), nx=True)
+        stored = client.get(KEY_CHECK)
+    if stored is None or not vault.can_open(stored):
+        raise ConfigurationError(KEY_MISMATCH)
+
+
+def _opens_stored_accounts(vault: Vault, client) -> bool:
+    from . import keys, providers
+
+    names = sorted(providers.REGISTRY)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.srandmember(keys.accounts(name))
+    picked = [(name, _text(member)) for name, member in zip(names, pipe.execute()) if member is not None]
+    if not picked:
+        return True
+    pipe = client.pipeline(transaction=False)
+    for name, account_id in picked:
+        pipe.hget(keys.account(name, account_id), "creds")
+    return all(vault.can_open(sealed) for sealed in pipe.execute() if sealed)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def api_tokens(settings) -> tuple[str, ...]:
     """The accepted API tokens: configured, or one generated into the data directory."""
     if settings.api_tokens:
         tokens = tuple(settings.api_tokens)
     else:
-        tokens = (_read_or_create(Path(settings.data_dir) / "api_token", lambda: _stdlib_secrets.token_urlsafe(24)),)
+        tokens = (read_or_create(Path(settings.data_dir) / "api_token", lambda: _stdlib_secrets.token_urlsafe(24)),)
     for t in tokens:
         register_secret(t)
     return tokens

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..connection import is_out_of_memory, store_full
 from ..errors import DispatcherError, NoCapacity
 from ..logging import get_logger
 from ..secrets import api_tokens, token_matches
@@ -25,6 +26,18 @@ OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.j
 
 def error(message: str, code: int, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=code, headers=headers)
+
+
+async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
+    """Every Redis error the routes let through: full (507), unavailable (503), anything else (500)."""
+    if is_out_of_memory(exc):  # maxmemory reached (noeviction): the write was refused, nothing changed
+        log.warning("redis out of memory", path=request.url.path)
+        return error(store_full(request.app.state.dispatcher.r).message, 507)
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)):
+        log.warning("redis unavailable", error=type(exc).__name__)
+        return error("Redis is unavailable; nothing was changed. Retry shortly.", 503, {"Retry-After": "5"})
+    log.error("redis error", path=request.url.path, error=type(exc).__name__)
+    return error("Internal error", 500)
 
 
 def create_app(dispatcher) -> FastAPI:
@@ -69,13 +82,7 @@ def create_app(dispatcher) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return error(f"Invalid request: {where} {first.get('msg', '')}".strip(), 400)
 
-    @app.exception_handler(redis.RedisError)
-    async def redis_error(request: Request, exc: redis.RedisError):
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)):
-            log.warning("redis unavailable", error=type(exc).__name__)
-            return error("Redis is unavailable; nothing was changed. Retry shortly.", 503, {"Retry-After": "5"})
-        log.error("redis error", path=request.url.path, error=type(exc).__name__)
-        return error("Internal error", 500)
+    app.add_exception_handler(redis.RedisError, redis_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -73,8 +73,30 @@ def test_the_checker_rejects_what_is_not_a_command():
 def test_every_environment_name_is_a_real_setting():
     names = set(setting_names())
     for name, service in compose()["services"].items():
+        if str(service.get("image", "")).startswith("redis:"):
+            assert set(environment(service)) <= {"REDISCLI_AUTH"}, f"service {name}: {environment(service)}"
+            continue
         for key in environment(service):
             assert key in names, f"service {name}: {key} is not a dispatcher setting"
+
+
+REQUIRED_PASSWORD = re.compile(r"^\$\{REDIS_PASSWORD:\?[^}]+\}$")  # compose stops when it is unset
+
+
+def test_compose_redis_requires_a_password_every_service_uses():
+    services = compose()["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server", "the image drops root only for a command starting with redis-server"
+    assert REQUIRED_PASSWORD.match(command[command.index("--requirepass") + 1]), command
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert REQUIRED_PASSWORD.match(environment(redis)["REDISCLI_AUTH"]), "the health check needs the password"
+    for name, service in services.items():
+        url = environment(service).get("DISPATCHER_REDIS_URL")
+        if url is None:
+            continue
+        m = re.match(r"^redis://:(.+)@redis:6379/0$", url)
+        assert m and REQUIRED_PASSWORD.match(m.group(1)), f"service {name}: {url}"
 
 
 def test_compose_shape():
@@ -85,7 +107,7 @@ def test_compose_shape():
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
     for name in ("api", "worker", "dashboard"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert environment(services[name])["DISPATCHER_REDIS_URL"] == "redis://redis:6379/0"
+        assert environment(services[name])["DISPATCHER_REDIS_URL"].endswith("@redis:6379/0")
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker, "worker must stay scalable"
     assert services["sandbox"]["profiles"] == ["demo"]

@@ -71,8 +71,12 @@ def test_demo_once_from_a_clean_data_dir(tmp_path):
     assert Path(curl.group(1)) == data_dir / "api_token" and curl.group(2).startswith(api.group(1))
     token = (data_dir / "api_token").read_text().strip()
     assert token and token not in out + done.stderr, "the API token itself was printed"
-    for name in ("api_token", "secret.key"):
+    for name in ("api_token", "secret.key", "redis_password"):
         assert (data_dir / name).stat().st_mode & 0o077 == 0, f"{name} is readable by others"
+    password = (data_dir / "redis_password").read_text().strip()
+    logs = "".join(f.read_text(errors="replace") for f in (data_dir / "demo-logs").glob("*.log"))
+    assert password and password not in out + done.stderr + logs, "the Redis password was printed or logged"
+    assert "redis      redis://:…secured…@127.0.0.1:" in out
     assert_all_stopped(data_dir, out)
     server = EmbeddedRedis(data_dir)  # the AOF kept the run; the demo's accounts were removed from it
     server.start()
