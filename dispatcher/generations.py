@@ -265,7 +265,9 @@ def _raise_error(reply):
     return reply
 
 
-def validate_reply(reply_url, reply_ref) -> None:
+def validate_reply(reply_url, reply_ref, allow: tuple[str, ...] = ()) -> None:
+    """Check a replyUrl and replyRef at submit. `allow`: the settings' `callback_allow`; any other
+    internal destination (loopback, private, link-local…, see `destinations`) is refused."""
     if reply_url is not None:
         if not isinstance(reply_url, str) or not reply_url.startswith(("http://", "https://")):
             raise ValidationError("replyUrl must be an http(s) URL")
@@ -273,6 +275,12 @@ def validate_reply(reply_url, reply_ref) -> None:
             raise ValidationError("replyUrl is too long")
         if not _has_host(reply_url) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in reply_url):
             raise ValidationError("replyUrl must be an http(s) URL with a host and no spaces or control characters")
+        from .destinations import Refused, check_reply_url
+
+        try:
+            check_reply_url(reply_url, allow)
+        except Refused as exc:
+            raise ValidationError(str(exc)) from None
     if reply_ref is not None:
         if not isinstance(reply_ref, str):
             raise ValidationError("replyRef must be a string")

@@ -21,7 +21,9 @@ from .generations import provider_of
 START = "workers.steps.start"
 POLL = "workers.steps.poll"
 DELIVER = "workers.callbacks.deliver"
-CALLBACK_QUEUE = "dispatcher.callbacks"
+CALLBACK_QUEUE = "dispatcher.callbacks"  # served by the callback worker process only (workers/pool.py)
+# RQ's backstop; each delivery ends by DISPATCHER_CALLBACK_DEADLINE (300 s at most) long before
+CALLBACK_TIMEOUT = 360
 STEP_TIMEOUT = 120  # seconds; a step is milliseconds of work plus one upstream call
 RESULT_TTL, FAILURE_TTL = 60, 7 * 24 * 3600  # seconds RQ keeps a step job once it ran / failed
 
@@ -178,5 +180,5 @@ class StepQueue:
             job_id=f"{generation_id}_callback_{uuid.uuid4().hex[:8]}",
             description=f"callback {generation_id}",
             retry=Retry(max=retries, interval=intervals) if retries else None,
-            result_ttl=60, job_timeout=60,
+            result_ttl=60, job_timeout=CALLBACK_TIMEOUT,
         )

@@ -75,6 +75,7 @@ def settings(tmp_path, redis_url, sandbox_url):
         redis_url=redis_url, upstream_url=sandbox_url, data_dir=tmp_path / "data",
         api_tokens=(API_TOKEN,), secret_key=Fernet.generate_key().decode(),
         lease_ttl=5.0, maintenance_interval=0.2, log_format="json",
+        callback_allow=("127.0.0.1", "localhost"),  # the tests' webhook receivers listen on loopback
     )
 
 

@@ -13,6 +13,8 @@ active at a time. Each tick, per provider:
 - sweep parked start jobs whose generation stopped waiting for them, at most
   every SWEEP_EVERY seconds (see `StepQueue.sweep_parked`);
 - JWT watch: refresh tokens ahead of expiry; return held accounts to rotation.
+Once per tick, whatever the provider:
+- recover callbacks whose worker died mid-delivery, within seconds (see `recover_callbacks`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ import uuid
 
 import redis
 from rq import Queue
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.worker import Worker
 
 from dispatcher import keys
 from dispatcher import logging as dlog
 from dispatcher import metrics, providers
 from dispatcher.generations import LIVE
-from dispatcher.steps import all_queue_names, queue_name
+from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, queue_name
 from dispatcher.tokens import watch
+
+from .callbacks import DONE, GRACE, lock_key
 
 log = dlog.get_logger()
 
@@ -139,9 +146,70 @@ def sweep_parked(d, provider: str, *, force: bool = False) -> int:
     return d.steps.sweep_parked(provider)
 
 
+def _stale_callbacks(d, entries: list[str]) -> list[str]:
+    """The started-registry entries (`<job id>:<execution id>`) of callback jobs a dead worker left:
+    no execution record, no worker key, or started more than deadline + GRACE ago (a live worker
+    ends every delivery by its deadline) — and whose delivery lock is gone (it outlives the deadline)."""
+    pipe = d.rq.pipeline(transaction=False)
+    for entry in entries:
+        pipe.hmget(Execution.from_composite_key(entry, d.rq).key, "worker_name", "created_at")
+    records = pipe.execute()
+    pipe = d.rq.pipeline(transaction=False)
+    for entry, (worker, _) in zip(entries, records):
+        pipe.exists(Worker.redis_worker_namespace_prefix + (worker or b"").decode())
+        pipe.get(lock_key(entry.partition("_callback_")[0]))
+    replies = pipe.execute()
+    too_old = time.time() - (d.settings.callback_deadline + GRACE)
+    stale = []
+    for entry, (worker, created), alive, lock in zip(entries, records, replies[0::2], replies[1::2]):
+        if lock is not None and lock != DONE.encode():
+            continue  # a delivery may be in flight: wait for its lock to run out
+        if not worker or not created or not alive or float(created) < too_old:
+            stale.append(entry)
+    return stale
+
+
+def recover_callbacks(d, limit: int = 200) -> int:
+    """Take over callback jobs whose worker died mid-delivery; returns how many.
+
+    RQ would notice only when the job's started-registry entry expires (job timeout + 60 s) and
+    its 10-minute cleanup pass runs: about 17 minutes. Here it takes deadline + GRACE plus a tick.
+    Each entry is claimed with ZREM, so two ticks never take one over both; the job is then treated
+    as RQ's cleanup would: retried after its next backoff while it has retries left, else failed.
+    A delivery never runs twice at once: the stale test waits for its lock to expire, and a
+    delivery that finds the lock held does not send (`workers.callbacks.deliver`)."""
+    registry = StartedJobRegistry(CALLBACK_QUEUE, connection=d.rq)
+    entries = [e.decode() if isinstance(e, bytes) else e for e in d.rq.zrange(registry.key, 0, limit - 1)]
+    if not entries:
+        return 0
+    taken = 0
+    for entry in _stale_callbacks(d, entries):
+        if not d.rq.zrem(registry.key, entry):
+            continue  # another tick took it
+        job_id = entry.rpartition(":")[0]
+        try:
+            job = Job.fetch(job_id, connection=d.rq)
+        except NoSuchJobError:
+            continue
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            continue  # its worker finished the bookkeeping after all
+        with d.rq.pipeline() as pipe:
+            retried = job.should_retry
+            if retried:
+                job.retry(Queue(CALLBACK_QUEUE, connection=d.rq), pipe)
+            else:
+                job.set_status(JobStatus.FAILED, pipeline=pipe)
+                FailedJobRegistry(CALLBACK_QUEUE, connection=d.rq).add(
+                    job, ttl=FAILURE_TTL, exc_string="its worker died during the delivery", pipeline=pipe)
+            pipe.execute()
+        taken += 1
+        log.warning("callback taken over from a dead worker", job_id=job_id, retried=retried)
+    return taken
+
+
 def tick(d, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
-              "resumed": 0, "refreshed": 0, "unparked": 0}
+              "callbacks": recover_callbacks(d), "resumed": 0, "refreshed": 0, "unparked": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)

@@ -1,7 +1,10 @@
 """Worker start-up: RQ workers plus the maintenance loop (which also promotes delayed polls).
 
-`--processes 1` runs one worker in this process; more start a small supervisor
-that restarts a worker process that dies.
+`--processes 1` runs one step worker in this process; more start a small supervisor
+that restarts a worker process that dies. Either way one more process runs the
+`replyUrl` callbacks (their own queue, `dispatcher.callbacks`): a slow or hostile
+receiver then holds that process only, never a step worker. It is supervised like
+the others, and the kernel stops it when the process that started it dies.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 
 import redis
@@ -18,7 +23,9 @@ from dispatcher import logging as dlog
 from dispatcher import metrics, providers
 from dispatcher.client import Dispatcher
 from dispatcher.connection import url_for
-from dispatcher.steps import all_queue_names
+from dispatcher.errors import ConfigurationError
+from dispatcher.secrets import check_key, check_settings_key
+from dispatcher.steps import CALLBACK_QUEUE, all_queue_names
 
 from .context import install
 from .maintenance import MaintenanceLoop, promote_scheduled
@@ -62,25 +69,31 @@ class StepWorker(SimpleWorker):
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
-def run_worker(settings, *, burst: bool = False) -> None:
-    """One RQ worker in this process, for as long as it is not asked to stop.
+def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> None:
+    """One RQ worker in this process, for as long as it is not asked to stop: a step worker, or
+    with `callbacks` the callback worker (only the callback queue, no maintenance loop).
 
     Redis going away never ends the process: RQ's loop quits on some Redis errors
     (and cannot start without Redis), so the loop starts a fresh RQ worker after a
     backoff (0.5 s doubling to 5 s, one log line each) instead of a crash loop."""
     d = Dispatcher.from_url(settings=settings)
+    check_key(d.vault, d.r, wait=True)  # a wrong DISPATCHER_SECRET_KEY stops here, before any job
     d.deferred_metrics = metrics.Deferred()  # samples ride on the steps' round trips (see metrics)
     install(d)
     loop = MaintenanceLoop(d, settings.maintenance_interval)
-    loop.start()
-    queues = all_queue_names(sorted(providers.REGISTRY))
+    if callbacks:
+        queues, role = [CALLBACK_QUEUE], "callbacks"
+    else:  # step workers never take a callback: a receiver must not delay a generation's steps
+        loop.start()
+        queues, role = [q for q in all_queue_names(sorted(providers.REGISTRY)) if q != CALLBACK_QUEUE], "steps"
     pause = 0.5
     try:
         while True:
             began, worker = time.monotonic(), None
             try:
-                worker = StepWorker(queues, connection=d.rq, name=f"dispatcher-{os.getpid()}-{os.urandom(3).hex()}")
-                log.info("worker started", queues=queues, pid=os.getpid())
+                name = f"dispatcher-{'callbacks-' if callbacks else ''}{os.getpid()}-{os.urandom(3).hex()}"
+                worker = StepWorker(queues, connection=d.rq, name=name)
+                log.info("worker started", queues=queues, pid=os.getpid(), role=role)
                 # no RQ scheduler: its forked child outlives a SIGKILLed worker; maintenance promotes delayed steps
                 if burst:
                     promote_scheduled(d, queues)
@@ -102,21 +115,98 @@ def run_worker(settings, *, burst: bool = False) -> None:
         metrics.flush(d)
 
 
-def _child(settings, burst):
+CONFIG_EXIT = 78  # EX_CONFIG: a child that cannot run as configured; restarting it cannot help
+
+
+def _die_with_parent(parent: int) -> bool:
+    """Linux: have the kernel SIGTERM this process when its parent (the thread that started it) dies,
+    so a SIGKILLed worker never leaves its callback worker behind. False: the parent is already gone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's terminate() is all there is
+        pass
+    return os.getppid() == parent
+
+
+def _child(settings, burst, callbacks=False, parent=None):
+    if parent is not None and not _die_with_parent(parent):
+        return
     dlog.configure(settings.log_format, settings.log_level)
-    run_worker(settings, burst=burst)
+    try:
+        run_worker(settings, burst=burst, callbacks=callbacks)
+    except ConfigurationError as exc:
+        log.error("worker stopped: configuration error", error=exc.message)
+        raise SystemExit(CONFIG_EXIT) from None
+
+
+class CallbackProcess(threading.Thread):
+    """With `--processes 1`: the callback worker as a child process of this one, restarted when it
+    dies (unless on a configuration error), stopped with `stop`. Started and restarted from this
+    thread, which lives as long as the process: the child's parent-death signal is tied to it."""
+
+    def __init__(self, settings, burst: bool):
+        super().__init__(name="dispatcher-callback-supervisor", daemon=True)
+        self.settings, self.burst = settings, burst
+        self.ctx = multiprocessing.get_context("spawn")
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.child = None
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                try:
+                    self._keep_alive()
+                except Exception as exc:  # e.g. out of processes: try again, never leave the thread
+                    log.error("callback worker process could not start", error=type(exc).__name__)
+            self.stopping.wait(0.5)
+
+    def _keep_alive(self) -> None:
+        child = self.child
+        if child is None or (not child.is_alive() and not self.burst and child.exitcode != CONFIG_EXIT):
+            if child is not None:
+                log.warning("callback worker process died; restarting", pid=child.pid, exitcode=child.exitcode)
+            self.child = self.ctx.Process(target=_child, args=(self.settings, self.burst, True, os.getpid()),
+                                          name="dispatcher-callbacks", daemon=False)
+            self.child.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping.set()
+            child = self.child
+        if child is None:
+            return
+        if self.burst:
+            child.join(timeout=60)  # a burst callback worker ends by itself once its queue is empty
+        self.join(timeout=5)  # on Linux this thread's end SIGTERMs the child (its parent-death signal)
+        if child.is_alive() and not sys.platform.startswith("linux"):
+            child.terminate()  # one SIGTERM only: a second one would cut a delivery in flight short
+        child.join(timeout=self.settings.callback_deadline + 10)  # warm shutdown: a delivery ends by its deadline
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=5)
 
 
 def run_pool(settings, *, processes: int = 2, burst: bool = False) -> None:
     settings = settings.with_(redis_url=url_for(settings))  # resolve the embedded server once
     if processes <= 1:
-        run_worker(settings, burst=burst)
+        callbacks = CallbackProcess(settings, burst)
+        callbacks.start()
+        try:
+            run_worker(settings, burst=burst)
+        finally:
+            callbacks.stop()
         return
+    check_settings_key(settings)  # a wrong key stops the pool here, with the message, before any child
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
-    def spawn():
-        p = ctx.Process(target=_child, args=(settings, burst), daemon=False)
+    def spawn(callbacks=False):
+        p = ctx.Process(target=_child, args=(settings, burst, callbacks, os.getpid()), daemon=False)
         p.start()
         return p
 
@@ -126,15 +216,18 @@ def run_pool(settings, *, processes: int = 2, burst: bool = False) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children = [spawn() for _ in range(processes)]
+    roles = [False] * processes + [True]  # the step workers, then the one callback worker
+    children = [spawn(callbacks) for callbacks in roles]
     while not stopping:
         time.sleep(0.5)
         for i, p in enumerate(children):
             if not p.is_alive():
-                if burst:
+                if p.exitcode == CONFIG_EXIT:  # stop the pool instead of restarting it forever
+                    stopping = "a worker process stopped on a configuration error (logged above)"
+                if burst or stopping:
                     continue
                 log.warning("worker process died; restarting", pid=p.pid, exitcode=p.exitcode)
-                children[i] = spawn()
+                children[i] = spawn(roles[i])
         if burst and not any(p.is_alive() for p in children):
             break
     for p in children:
@@ -142,3 +235,5 @@ def run_pool(settings, *, processes: int = 2, burst: bool = False) -> None:
             p.terminate()
     for p in children:
         p.join(timeout=10)
+    if isinstance(stopping, str):
+        raise ConfigurationError(stopping)

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from workers.callbacks import SIGNATURE_HEADER, sign
+from workers.callbacks import LEGACY_SIGNATURE_HEADER, SIGNATURE_HEADER, sign, verify
 
 
 def test_riffusion_music_and_webhooks_carry_the_status_object(upstream, live_api, fleet, receiver, dispatcher,
@@ -42,8 +42,9 @@ def test_riffusion_music_and_webhooks_carry_the_status_object(upstream, live_api
     for ref, expected in (("order-17", song), ("ref-422", task)):
         headers, body = by_ref[ref]
         assert json.loads(body) == expected  # the very object the status endpoint answers
-        signature = {k.lower(): v for k, v in headers.items()}[SIGNATURE_HEADER.lower()]
-        assert signature == sign(dispatcher.callback_secret, body)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        assert verify(dispatcher.callback_secret, body, lowered[SIGNATURE_HEADER.lower()])  # t=…,v1=…
+        assert lowered[LEGACY_SIGNATURE_HEADER.lower()] == sign(dispatcher.callback_secret, body)  # sha256=…
 
 
 def test_upstream_refusals_read_as_useapi_codes(upstream, live_api, fleet, sandbox, wait_for):

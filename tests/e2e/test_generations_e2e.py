@@ -19,13 +19,14 @@ class CallbackReceiver:
     """A loopback HTTP server that records every callback it receives."""
 
     def __init__(self):
-        self.received: list[tuple[dict, bytes, str]] = []
+        self.received: list[tuple[dict, bytes, str, str]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.received.append((json.loads(body), body, self.headers.get("X-Dispatcher-Signature", "")))
+                receiver.received.append((json.loads(body), body, self.headers.get("X-Dispatcher-Signature", ""),
+                                          self.headers.get("Dispatcher-Signature", "")))
                 self.send_response(204)
                 self.end_headers()
 
@@ -101,14 +102,17 @@ def test_200_generations_balance_without_violations(dispatcher, sandbox, fleet, 
     snap = dispatcher.available("runwayml")
     assert all(a["executing"] == 0 for a in snap["accounts"].values()) and snap["waiting"] == 0
 
-    # one valid signed callback per generation
+    # one valid signed callback per generation: timestamped (Dispatcher-Signature), and the legacy header
+    from workers.callbacks import verify
+
     deadline = time.monotonic() + 60
     while len(receiver.received) < 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     by_id = {}
-    for body, raw, signature in receiver.received:
+    for body, raw, legacy, signature in receiver.received:
+        assert verify(dispatcher.callback_secret, raw, signature)
         expected = "sha256=" + hmac.new(dispatcher.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(signature, expected)
+        assert hmac.compare_digest(legacy, expected)
         by_id.setdefault(body["id"], []).append(body)
     assert set(by_id) == set(ids)
     assert all(len(v) == 1 for v in by_id.values())
