@@ -6,27 +6,26 @@ the workers call it. Data flows one way: API → Dispatcher → Redis ← worker
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 
-from . import keys, metrics, providers
+from . import keys, metrics, providers, removal
 from .accounts import AccountStore, not_found_message, render, validate_body
 from .capacity import Admission, Capacity
 from .connection import connect, connect_rq, url_for
-from .errors import NoCapacity, NotFound, UpstreamError, ValidationError
+from .errors import DispatcherError, NoCapacity, NotFound, UpstreamError, ValidationError
 from .generations import (ADMITTED, CANCELED, FAILED, LIVE, SUBMITTED, WAITING, Generation,
                           GenerationStore, new_id, provider_of, validate_reply)
 from .health import FailureWindow
 from .logging import get_logger
+from .payloads import MAX_PAYLOAD_BYTES, upstream_json, utf8
 from .providers import ProviderSpec, Session
 from .secrets import Vault
 from .settings import Settings
 from .steps import StepQueue
 
 log = get_logger()
-MAX_PAYLOAD_BYTES = 1 << 20
 
 
 class Dispatcher:
@@ -60,7 +59,8 @@ class Dispatcher:
     # -- parts ------------------------------------------------------------------
     def capacity(self, provider: str) -> Capacity:
         if provider not in self._capacity:
-            self._capacity[provider] = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000))
+            self._capacity[provider] = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000),
+                                                max_waiting=self.settings.max_waiting)
         return self._capacity[provider]
 
     def adapter(self, provider: str):
@@ -104,24 +104,27 @@ class Dispatcher:
 
     def list_accounts(self, provider: str) -> dict:
         spec = providers.get(provider)
-        found = self.accounts.all(spec)
+        found = self.accounts.all(spec)  # the listing shows every account's masked token: all opened
         if not found:
             raise NotFound(not_found_message(spec))
-        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id)) for a in found}
+        table = self.r.hgetall(keys.cooldown(provider))  # one read, not one per account
+        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id, table)) for a in found}
 
-    def _cooldown(self, provider: str, account_id: str) -> float | None:
-        ms = self.r.hget(keys.cooldown(provider), account_id)
+    def _cooldown(self, provider: str, account_id: str, table: dict | None = None) -> float | None:
+        """Until when the account cools down (None: it does not); `table`: the cooldown hash, read already."""
+        ms = table.get(account_id) if table is not None else self.r.hget(keys.cooldown(provider), account_id)
         return int(ms) / 1000 if ms else None
 
     def delete_account(self, provider: str, account_id: str) -> None:
         spec = providers.get(provider)
         self.accounts.get(spec, account_id)  # 404 when unknown
-        failed, admitted = self.capacity(provider).remove_account(account_id)
+        failed, admitted = self.capacity(provider).remove_account(account_id)  # out of rotation first
+        removal.end_running(self, provider, account_id)  # none of its generations is left stranded
         self.accounts.delete(spec, account_id)
         for gen in self.generations.many(failed) if failed else ():
             if gen is None:
                 continue
-            self.generations.move(gen.id, {WAITING}, FAILED, error=f"Account {account_id} was deleted",
+            self.generations.move(gen.id, {WAITING}, FAILED, error=removal.deleted_message(account_id),
                                   error_code=404)
             self._unpark(provider, gen.parked)
             self.finished(gen.id)
@@ -139,9 +142,9 @@ class Dispatcher:
         self.fail_stranded(provider)
 
     def unflag_expired(self, provider: str) -> None:
-        """Return accounts whose temporary flag (hold) has ended to rotation."""
-        spec = providers.get(provider)
-        for account in self.accounts.all(spec):
+        """Return accounts whose temporary flag (hold) has ended to rotation (plain fields: nothing decrypted)."""
+        providers.get(provider)
+        for account in self.accounts.summaries(provider):
             if account.error and account.error_until and account.error_until <= time.time():
                 self.accounts.unflag(provider, account.id)
                 self.dispatch(self.capacity(provider).set_account(account.id, account.max_jobs))
@@ -191,7 +194,7 @@ class Dispatcher:
         They fail with the account's error and useapi's code (412 out of credits, else 596)."""
         from .shapes import account_error_code
 
-        flagged = {a.id: a.error for a in self.accounts.all(providers.get(provider)) if a.error}
+        flagged = {a.id: a.error for a in self.accounts.summaries(providers.get(provider).name) if a.error}
         if not flagged:
             return 0
         lines = [(a, keys.pinned(provider, a)) for a in sorted(flagged)]
@@ -286,11 +289,14 @@ class Dispatcher:
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise ValidationError("payload must be a JSON object")
-        if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
-            raise ValidationError("payload is too large", status=413)
-        validate_reply(reply_url, reply_ref)
+        if len(upstream_json(payload)) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(f"payload is larger than {MAX_PAYLOAD_BYTES} bytes", status=413)
+        validate_reply(reply_url, reply_ref, self.settings.callback_allow)
         if account is not None and (not isinstance(account, str) or not account):
             raise self._unknown_account(spec, account)
+        for name, value in (("operation", operation), ("account", account), ("replyRef", reply_ref)):
+            if value is not None and not utf8(value):
+                raise ValidationError(f"{name} is not valid Unicode (a lone surrogate?)")
         return payload
 
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
@@ -354,7 +360,7 @@ class Dispatcher:
         """Cancel from the state `gen` was read in; False when the record was no longer in it."""
         provider = gen.provider
         if gen.state == WAITING:
-            if not self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled"):
+            if not self.generations.move(gen.id, {WAITING}, CANCELED, error="canceled", payload={}):
                 return False
             self.capacity(provider).cancel_waiting(gen.id, gen.pinned)
             self._unpark(provider, gen.parked)  # a canceled record is never enqueued by an admission
@@ -365,13 +371,18 @@ class Dispatcher:
         if gen.state == ADMITTED:
             # its start step may be submitting right now: that step (or, if it died, the reaper)
             # cancels any upstream job it created and only then releases the slot
-            return self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled")
+            return self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled", payload={})
         if gen.state == SUBMITTED:
             from .tokens import ensure_token  # a checked (refreshed if need be) token, never an expired one
 
-            token = ensure_token(self, provider, gen.account, flagged_ok=True)
-            self.adapter(provider).cancel(token, gen.upstream_id)  # raises UpstreamError: nothing changes
-            if not self.generations.move(gen.id, {SUBMITTED}, CANCELED, error="canceled"):
+            error = "canceled"
+            try:
+                token = ensure_token(self, provider, gen.account, flagged_ok=True)
+                self.adapter(provider).cancel(token, gen.upstream_id)
+            except DispatcherError as exc:  # a cancel always ends the generation; say what the upstream did
+                error = f"canceled here; the upstream could not be told: {exc.message}"
+                log.warning("upstream cancel failed", generation_id=gen.id, provider=provider, error=exc.message)
+            if not self.generations.move(gen.id, {SUBMITTED}, CANCELED, error=error, payload={}):
                 return False
             self.dispatch(self.capacity(provider).release(gen.id))
             return True
@@ -398,10 +409,10 @@ class Dispatcher:
 
     # -- tokens ---------------------------------------------------------------------
     def token_for(self, provider: str, account_id: str) -> str:
-        account = self.accounts.get(providers.get(provider), account_id)
-        if account.session is None:
+        session = self.accounts.session(providers.get(provider), account_id)  # its credentials stay sealed
+        if session is None:
             raise UpstreamError(f"Account {account_id} has no session", status=401)
-        return account.session.token
+        return session.token
 
     def upload(self, provider: str, account_id: str, data: bytes, name: str) -> dict:
         """Upload a file (an image for a first frame, …) to one account upstream; uploads belong to
@@ -423,9 +434,9 @@ class Dispatcher:
     # -- views ----------------------------------------------------------------------
     def available(self, provider: str) -> dict:
         """Capacity per configured account (flagged ones show as not eligible) and the waiting lines."""
-        spec = providers.get(provider)
+        providers.get(provider)
         snap = self.capacity(provider).snapshot()
-        for account in self.accounts.all(spec):
+        for account in self.accounts.summaries(provider):  # plain fields: nothing decrypted
             snap["accounts"].setdefault(account.id, {
                 "maxJobs": account.max_jobs, "executing": 0, "available": 0, "eligible": False,
                 "cooldown_until": None, "usable_until": None})

@@ -18,12 +18,12 @@ import time
 from dispatcher import logging as dlog
 from dispatcher import metrics
 from dispatcher import providers
-from dispatcher.errors import NotFound, UpstreamError
+from dispatcher.errors import DispatcherError, NotFound, UpstreamError
 from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, provider_of
 from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge
 from dispatcher.tokens import AccountUnusable, ensure_token
 
-from . import chain
+from . import chain, faults
 from .context import dispatcher
 
 log = dlog.get_logger()
@@ -102,12 +102,12 @@ def _release(d, provider: str, generation_id: str) -> None:
 
 def start(generation_id: str, step_id: str | None = None) -> str:
     """RQ entry point of a start step (followed by the starts its release claimed: chain.py)."""
-    return chain.run_step(dispatcher, _start, _start, generation_id, step_id)
+    return chain.run_step(dispatcher, _guarded_start, _guarded_start, generation_id, step_id)
 
 
 def poll(generation_id: str, step_id: str | None = None) -> str:
     """RQ entry point of a poll step (followed by the starts its release claimed: chain.py)."""
-    return chain.run_step(dispatcher, _poll, _start, generation_id, step_id)
+    return chain.run_step(dispatcher, _guarded_poll, _guarded_start, generation_id, step_id)
 
 
 @metrics.timed_step("start", dispatcher)
@@ -151,8 +151,11 @@ def _start(generation_id: str, step_id: str | None = None) -> str:
     d.health_ok_in(pipe, gen.provider, gen.account)
     if not moved(pipe.execute(raise_on_error=False)[0]):
         current = d.generations.find(gen.id)
-        if current is not None and current.state == CANCELED:  # canceled while we submitted
+        if current is None or current.upstream_id != upstream_id:
+            # canceled, or its account deleted (requeued or failed), while we submitted: the
+            # upstream job would run for nobody
             _quietly(lambda: adapter.cancel(_poll_token(d, gen), upstream_id))  # a checked token
+        if current is not None and current.state == CANCELED:
             _release(d, gen.provider, gen.id)
         return "superseded"
     spec = providers.get(gen.provider)
@@ -301,6 +304,9 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False, account=No
     return "polling"
 
 
+_guarded_start, _guarded_poll = faults.guarded(_start), faults.guarded(_poll)  # bounded unexpected raises
+
+
 def _poll_failed(d, gen, exc: UpstreamError) -> str:
     verdict = judge(exc, d.settings)
     if verdict.action == COOLDOWN:
@@ -361,7 +367,7 @@ def _finish(d, gen, result) -> str:
 def _quietly(fn, *args) -> None:
     try:
         fn(*args)
-    except (UpstreamError, AccountUnusable):
+    except DispatcherError:  # upstream refused, account unusable or deleted
         pass
 
 

@@ -6,9 +6,10 @@ import json
 
 from starlette.requests import Request
 
+from ..payloads import MAX_PAYLOAD_BYTES
 from ..errors import DispatcherError, ValidationError
 
-MAX_BODY = 1 << 20
+MAX_BODY = MAX_PAYLOAD_BYTES  # one limit for the HTTP body and the Python API's payload
 
 
 class PayloadTooLarge(DispatcherError):

@@ -26,6 +26,7 @@ class ModelError(AssertionError):
 @dataclass
 class CapacityModel:
     ttl_ms: int = 30_000
+    max_waiting: int = 0  # 0: no cap on waiting generations (acquire.lua ARGV 9)
     cap: dict[str, int] = field(default_factory=dict)
     used: Counter = field(default_factory=Counter)
     holder: dict[str, str] = field(default_factory=dict)
@@ -93,7 +94,8 @@ class CapacityModel:
     # -- operations (mirror the scripts) ----------------------------------------
     def acquire(self, g: str, *, account: str | None = None, known: bool = False, wait: bool = True,
                 front: bool = False, seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
-        """("admitted", account, adm) | ("waiting", position, adm) | ("busy", None, adm) | ("unknown", account, [])."""
+        """("admitted", account, adm) | ("waiting", position, adm) | ("busy", None, adm) | ("unknown", account, [])
+        | ("full", waiting, adm): it would wait, but `max_waiting` generations already do."""
         ttl = self.ttl_ms if ttl is None else ttl
         if account is not None and not known and account not in self.cap and not self.pinned.get(account):
             return "unknown", account, []
@@ -117,6 +119,9 @@ class CapacityModel:
                 return "admitted", a, out
         if not wait:
             return "busy", None, out
+        total = len(self.waiting) + sum(len(x) for x in self.pinned.values())
+        if self.max_waiting and not front and total >= self.max_waiting:
+            return "full", total, out
         line = self.waiting if account is None else self.pinned.setdefault(account, [])
         if front:
             line.insert(0, g)

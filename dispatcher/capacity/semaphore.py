@@ -37,6 +37,7 @@ def script_sources() -> dict[str, str]:
 
 
 _SOURCES = script_sources()
+FULL_RETRY_AFTER = 30  # seconds a client refused by a full waiting line is told to wait
 _NKEYS = 1  # KEYS of every capacity script: the cap key; scripts/_pump.lua derives the rest
 
 # scripts/_pump.lua names each key as the cap key's prefix + a suffix; keys.py stays the
@@ -152,10 +153,12 @@ class Capacity:
     the provider's hash tag, so each script touches one slot).
     """
 
-    def __init__(self, client, provider: str, *, lease_ttl_ms: int = 30_000, rng: random.Random | None = None):
+    def __init__(self, client, provider: str, *, lease_ttl_ms: int = 30_000, rng: random.Random | None = None,
+                 max_waiting: int = 0):
         self.client = client
         self.provider = _check_id("provider", provider)
         self.lease_ttl_ms = _check_int("lease_ttl_ms", lease_ttl_ms, minimum=1)
+        self.max_waiting = _check_int("max_waiting", max_waiting, minimum=0)  # 0: no cap
         self._rng = rng or random.SystemRandom()
         # The one declared key (scripts/_pump.lua names the others from its prefix),
         # encoded once: each call then only encodes its own arguments.
@@ -229,7 +232,7 @@ class Capacity:
             raise ValidationError(f"require must be a key of {self.provider} (same hash tag), got {require!r}")
         flag = {True: "1", False: "0"}
         return (generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)],
-                require or "")
+                require or "", str(self.max_waiting))
 
     def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]
@@ -240,6 +243,12 @@ class Capacity:
             return AcquireResult("waiting", None, int(detail), admitted)
         if status == "unknown":
             raise NotFound(f"Account {account} is not configured")
+        if status == "full":
+            error = NoCapacity(f"The waiting line of {self.provider} is full ({int(detail)} generations wait, "
+                               f"at most {self.max_waiting}); nothing was queued. Retry later.",
+                               retry_after=FULL_RETRY_AFTER)
+            error.admitted = admitted
+            raise error
         raise self._busy_error(account, detail, admitted)
 
     def _busy_error(self, account, flat, admitted) -> NoCapacity:

@@ -34,6 +34,7 @@ PROVIDER = "stateful"
 ACCOUNTS = ["a0", "a1", "a2", "a3"]
 UNKNOWN = "zz"
 TTL = 600_000
+MAX_WAITING = 7  # small, so runs reach a full line (common and pinned lines count together)
 HOUR = 3_600_000
 
 seeds = st.integers(min_value=0, max_value=2**40)
@@ -43,7 +44,7 @@ times = st.sampled_from([None, "past", "future"])
 # situations the run must reach, so that the comparison is never vacuous
 SEEN: Counter = Counter()
 MUST_SEE = ("random pick among >= 3", "admitted by a pump", "pinned admitted by a pump", "busy", "unknown",
-            "waiting", "over the limit", "reaped", "pinned waiters failed", "canceled", "requeued at the head")
+            "waiting", "full", "over the limit", "reaped", "pinned waiters failed", "canceled", "requeued at the head")
 
 
 def adm(pairs) -> list[Admission]:
@@ -61,8 +62,8 @@ class CapacityMachine(RuleBasedStateMachine):
         super().__init__()
         self.r = type(self).client
         self.r.flushdb()
-        self.cap = Capacity(self.r, PROVIDER, lease_ttl_ms=TTL)
-        self.model = CapacityModel(ttl_ms=TTL)
+        self.cap = Capacity(self.r, PROVIDER, lease_ttl_ms=TTL, max_waiting=MAX_WAITING)
+        self.model = CapacityModel(ttl_ms=TTL, max_waiting=MAX_WAITING)
         self.counter = 0
         self.pins: dict[str, str | None] = {}  # every generation issued -> its pin
         self.common_order: list[str] = []  # independent FIFO tracker of the common line
@@ -152,10 +153,12 @@ class CapacityMachine(RuleBasedStateMachine):
             with pytest.raises(NotFound, match=f"Account {pin} is not configured"):
                 self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
             return status
-        if status == "busy":
-            with pytest.raises(NoCapacity) as info:
+        if status in ("busy", "full"):
+            with pytest.raises(NoCapacity, match="is full" if status == "full" else "busy|configured") as info:
                 self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
             self.expect(info.value.admitted, pairs)
+            if status == "full":
+                assert detail >= MAX_WAITING and info.value.status == 429 and info.value.headers["Retry-After"]
             return status
         result = self.cap.acquire(g, account=pin, known=known, wait=wait, front=front, seed=seed)
         assert result.status == status

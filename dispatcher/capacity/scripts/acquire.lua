@@ -10,12 +10,17 @@
 --       8 require ('' none): a key of the same hash tag that must exist (the pinned
 --       account's record, or the provider's account set), checked before anything
 --       else, so that a submission for a missing account is refused whole.
+--       9 max waiting ('0' or absent = no cap): a new generation that would wait
+--       is refused when this many already wait in the provider's lines (common
+--       and pinned together); one coming back (front) is never refused.
 -- Returns {status, detail, g1, a1, e1, g2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
 --   {'waiting', position, ...}  queued; 1-based position in its line
 --   {'busy', report, ...}       wait=0 and nothing free; nothing queued.
 --                               report = {account, maxJobs, used, eligible 0/1, ...}
+--   {'full', waiting, ...}      it would wait, but max waiting generations
+--                               already do; nothing queued.
 --   {'unknown', account}        pinned to an unconfigured account, or the
 --                               required key is missing; nothing changed
 -- Invariant: FIFO fairness (a returning generation keeps its turn: front). The pump runs first; afterwards a line is non-empty
@@ -81,6 +86,15 @@ if not wait then
     busy[#busy + 1] = eligible(a) and 1 or 0
   end
   return reply('busy', busy)
+end
+
+local max_waiting = tonumber(ARGV[9] or '0') or 0
+if max_waiting > 0 and not front then
+  local total = redis.call('LLEN', K_WAITING)
+  for _, a in ipairs(redis.call('SMEMBERS', K_LINES)) do
+    total = total + redis.call('LLEN', K_PINNED .. a)
+  end
+  if total >= max_waiting then return reply('full', total) end
 end
 
 local n = 1
