@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dispatcher.redis_server import EmbeddedRedis  # noqa: E402
+from dispatcher.ops.redis_server import EmbeddedRedis  # noqa: E402
 from dispatcher.sandbox import SandboxProcess  # noqa: E402
 from dispatcher.settings import Settings  # noqa: E402
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis  # noqa: E402
 
 from dispatcher.capacity import Capacity  # noqa: E402
-from dispatcher.redis_server import EmbeddedRedis  # noqa: E402
+from dispatcher.ops.redis_server import EmbeddedRedis  # noqa: E402
 
 PROVIDER = "bench"
 ACCOUNTS = ["a@x", "b@x", "c@x", "d@x", "e@x"]

@@ -20,11 +20,13 @@ from dataclasses import dataclass, replace
 from . import keys, lua
 from .errors import NotFound, UpstreamError, ValidationError
 from .providers import ProviderSpec, Session
-from .providers.base import header_safe, id_problem, iso_utc
+from .providers.adapter import iso_utc
+from .providers.ids import header_safe, id_problem
 from .secrets import Vault
 
 # the unsealed fields `summaries` reads, in this order
-PLAIN_FIELDS = ("id", "maxJobs", "error", "error_until", "error_at", "expires_at", "issued_at")
+PLAIN_FIELDS = ("id", "maxJobs", "error", "error_until", "error_at", "expires_at", "issued_at", "error_code")
+OUT_OF_CREDITS, ON_HOLD = 412, 596  # useapi's codes for an account out of rotation (`error_code`)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Account:
     refreshed_at: float | None
     error_until: float | None = None
     error_at: float | None = None
+    error_code: int | None = None  # with `error`: useapi's code for it (412 out of credits, else 596)
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,28 @@ class Summary:
     error_at: float | None
     expires_at: float | None  # of its session (None: no session)
     issued_at: float | None
+    error_code: int | None = None  # with `error`: useapi's code for it
 
 
 def _float(raw) -> float | None:
     return float(raw) if raw not in (None, "") else None
 
 
+def _error_code(error: str | None, raw) -> int | None:
+    """The flag's code as stored; a flag written before codes were stored (its text then named
+    412 as "(412)") is read as its text said, once per read."""
+    if not error:
+        return None
+    if raw not in (None, ""):
+        return int(raw)
+    return OUT_OF_CREDITS if "(412)" in error else ON_HOLD
+
+
 def _summary(provider: str, row) -> Summary:
-    account_id, max_jobs, error, until, at, expires, issued = row
+    account_id, max_jobs, error, until, at, expires, issued, code = row
     return Summary(provider=provider, id=account_id, max_jobs=int(max_jobs or 0), error=error or None,
                    error_until=_float(until), error_at=_float(at), expires_at=_float(expires),
-                   issued_at=_float(issued))
+                   issued_at=_float(issued), error_code=_error_code(error, code))
 
 
 def not_found_message(spec: ProviderSpec) -> str:
@@ -142,6 +156,7 @@ class AccountStore:
             "error": "",
             "error_until": "",
             "error_at": "",
+            "error_code": "",
             "creds": self.vault.seal(credentials),
             "session": self.vault.seal(_session_dict(session)),
             "expires_at": session.expires_at,
@@ -170,11 +185,13 @@ class AccountStore:
             "refreshed_at": time.time(),
         }, incr="refreshes")
 
-    def flag(self, provider: str, account_id: str, error: str, *, until: float | None = None) -> bool:
-        return self._update(provider, account_id, {"error": error, "error_at": time.time(), "error_until": until})
+    def flag(self, provider: str, account_id: str, error: str, *, until: float | None = None,
+             code: int = ON_HOLD) -> bool:
+        return self._update(provider, account_id, {"error": error, "error_at": time.time(), "error_until": until,
+                                                   "error_code": code})
 
     def unflag(self, provider: str, account_id: str) -> bool:
-        return self._update(provider, account_id, {"error": "", "error_until": "", "error_at": ""})
+        return self._update(provider, account_id, {"error": "", "error_until": "", "error_at": "", "error_code": ""})
 
     def delete(self, spec: ProviderSpec, account_id: str) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -258,6 +275,7 @@ class AccountStore:
             refreshed_at=float(raw["refreshed_at"]) if raw.get("refreshed_at") else None,
             error_until=float(raw["error_until"]) if raw.get("error_until") else None,
             error_at=float(raw["error_at"]) if raw.get("error_at") else None,
+            error_code=_error_code(raw.get("error"), raw.get("error_code")),
         )
 
 
@@ -275,7 +293,7 @@ def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None
     view.update({k: v for k, v in spec.render_credentials(account.credentials).items() if k != spec.id_field})
     view["maxJobs"] = account.max_jobs
     if account.session:
-        view["jwt"] = spec.render_jwt(account.session.jwt)
+        view[spec.session_key] = spec.render_jwt(account.session.jwt)
         view["tokenExpires"] = account.session.expires_at
         view["tokenExpiresUTC"] = iso_utc(account.session.expires_at)
     view.update(account.extra)

@@ -11,7 +11,7 @@ import time
 import httpx
 
 from . import keys, metrics, providers, removal
-from .accounts import AccountStore, not_found_message, render, validate_body
+from .accounts import ON_HOLD, OUT_OF_CREDITS, AccountStore, not_found_message, render, validate_body
 from .capacity import Admission, Capacity
 from .connection import connect, connect_rq, url_for
 from .errors import DispatcherError, NoCapacity, NotFound, UpstreamError, ValidationError
@@ -24,6 +24,7 @@ from .providers import ProviderSpec, Session
 from .secrets import Vault
 from .settings import Settings
 from .steps import StepQueue
+from .tokens import ensure_token, refresh_margin as token_refresh_margin
 
 log = get_logger()
 
@@ -76,9 +77,7 @@ class Dispatcher:
         return int(session.expires_at * 1000)
 
     def refresh_margin(self, session: Session) -> float:
-        from .tokens import refresh_margin  # the rule and its transit-guard floor live with the JWT watch
-
-        return refresh_margin(self.settings, session)
+        return token_refresh_margin(self.settings, session)  # the rule and its floor live with the JWT watch
 
     # -- accounts -----------------------------------------------------------------
     def upsert_account(self, provider: str, body: dict, path_id: str | None = None) -> dict:
@@ -131,11 +130,12 @@ class Dispatcher:
         self.dispatch(admitted)
         log.info("account deleted", provider=provider, account=account_id)
 
-    def flag_account(self, provider: str, account_id: str, error: str, *, hold: float = 0.0) -> None:
+    def flag_account(self, provider: str, account_id: str, error: str, *, hold: float = 0.0,
+                     code: int = ON_HOLD) -> None:
         """Take an account out of rotation with a reason shown in GET; re-POST clears it.
 
         With `hold` (596: account on hold) the flag clears itself after that many seconds."""
-        self.accounts.flag(provider, account_id, error, until=time.time() + hold if hold else None)
+        self.accounts.flag(provider, account_id, error, until=time.time() + hold if hold else None, code=code)
         self.capacity(provider).disable_account(account_id)
         metrics.flagged(self, provider, account_id)
         log.warning("account flagged", provider=provider, account=account_id, error=error)
@@ -192,9 +192,7 @@ class Dispatcher:
         """Fail the `fail_fast` generations (useapi semantics) that wait for accounts all out of
         rotation: those pinned to a flagged account, and every waiter once all accounts are flagged.
         They fail with the account's error and useapi's code (412 out of credits, else 596)."""
-        from .shapes import account_error_code
-
-        flagged = {a.id: a.error for a in self.accounts.summaries(providers.get(provider).name) if a.error}
+        flagged = {a.id: a for a in self.accounts.summaries(providers.get(provider).name) if a.error}
         if not flagged:
             return 0
         lines = [(a, keys.pinned(provider, a)) for a in sorted(flagged)]
@@ -206,8 +204,9 @@ class Dispatcher:
             for gen in self.generations.many(ids) if ids else ():
                 if gen is None or gen.state != WAITING or not gen.extra.get("fail_fast"):
                     continue
-                errors = [flagged[account]] if account else [flagged[a] for a in sorted(flagged)]
-                code = 412 if all(account_error_code(e) == 412 for e in errors) else 596
+                causes = [flagged[account]] if account else [flagged[a] for a in sorted(flagged)]
+                errors = [a.error for a in causes]
+                code = OUT_OF_CREDITS if all(a.error_code == OUT_OF_CREDITS for a in causes) else ON_HOLD
                 if self.generations.move(gen.id, {WAITING}, FAILED, error="; ".join(errors), error_code=code):
                     cap.cancel_waiting(gen.id, gen.pinned)
                     self._unpark(provider, gen.parked)
@@ -373,11 +372,9 @@ class Dispatcher:
             # cancels any upstream job it created and only then releases the slot
             return self.generations.move(gen.id, {ADMITTED}, CANCELED, error="canceled", payload={})
         if gen.state == SUBMITTED:
-            from .tokens import ensure_token  # a checked (refreshed if need be) token, never an expired one
-
             error = "canceled"
             try:
-                token = ensure_token(self, provider, gen.account, flagged_ok=True)
+                token = ensure_token(self, provider, gen.account, flagged_ok=True)  # checked, never expired
                 self.adapter(provider).cancel(token, gen.upstream_id)
             except DispatcherError as exc:  # a cancel always ends the generation; say what the upstream did
                 error = f"canceled here; the upstream could not be told: {exc.message}"
@@ -417,8 +414,6 @@ class Dispatcher:
     def upload(self, provider: str, account_id: str, data: bytes, name: str) -> dict:
         """Upload a file (an image for a first frame, …) to one account upstream; uploads belong to
         that account, so generations using it must run there. Returns the adapter's `{id, url}`."""
-        from .tokens import ensure_token
-
         spec = providers.get(provider)
         self.accounts.get(spec, account_id)  # 404 when unknown
         adapter = self.adapter(provider)

@@ -19,7 +19,7 @@ from redis.exceptions import OutOfMemoryError
 from redis.retry import Retry
 
 from .errors import StoreFull
-from .redis_server import resolve_url
+from .ops.redis_server import resolve_url  # the embedded server when DISPATCHER_REDIS_URL is unset
 
 _RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 OOM_MARK = "OOM command not allowed"  # Redis 6 wraps it in a script error: match the text too

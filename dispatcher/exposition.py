@@ -1,7 +1,7 @@
 """`/metrics`: the Prometheus text exposition of the stored samples plus live gauges.
 
 `DispatcherCollector` yields the stored counters and histograms (`metric_store`)
-and gauges computed live from Redis (`status.collect`): slots used/max per
+and gauges computed live from Redis (`overview.collect`): slots used/max per
 account, waiting lines, token seconds-to-expiry, cooldowns, flags, workers,
 queues. `render` turns them into the text format.
 
@@ -18,7 +18,11 @@ from __future__ import annotations
 import functools
 import re
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
 from .metric_store import STORED, Spec, stored
+from .overview import collect as collect_status
 
 _UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -48,10 +52,6 @@ class DispatcherCollector:
         return []
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily
-
-        from .status import collect as collect_status
-
         samples = stored(self.d.r)
         for spec in STORED.values():
             rows = samples.get(spec.name, [])
@@ -67,8 +67,6 @@ class DispatcherCollector:
 
 
 def _counter(spec: Spec, rows):
-    from prometheus_client.core import CounterMetricFamily
-
     family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
     series: dict[tuple, float] = {}
     for labels, _, value in rows:
@@ -80,8 +78,6 @@ def _counter(spec: Spec, rows):
 
 
 def _histogram(spec: Spec, rows):
-    from prometheus_client.core import HistogramMetricFamily
-
     family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
     series: dict[tuple, dict] = {}
     for labels, suffix, value in rows:
@@ -101,8 +97,6 @@ def _histogram(spec: Spec, rows):
 
 
 def _gauges(status: dict):
-    from prometheus_client.core import GaugeMetricFamily
-
     def gauge(name, help_, labels=("provider", "account")):
         return GaugeMetricFamily(name, help_, labels=labels)
 
@@ -140,8 +134,6 @@ def _gauges(status: dict):
 
 def render(dispatcher) -> bytes:
     """The Prometheus text exposition of everything above."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DispatcherCollector(dispatcher))
     return generate_latest(registry)

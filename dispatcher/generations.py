@@ -15,10 +15,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from redis.exceptions import NoScriptError
 
 from . import keys, lua
+from .destinations import Refused, check_reply_url
 from .errors import NotFound, ValidationError
 
 WAITING, ADMITTED, SUBMITTED = "waiting", "admitted", "submitted"
@@ -275,8 +277,6 @@ def validate_reply(reply_url, reply_ref, allow: tuple[str, ...] = ()) -> None:
             raise ValidationError("replyUrl is too long")
         if not _has_host(reply_url) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in reply_url):
             raise ValidationError("replyUrl must be an http(s) URL with a host and no spaces or control characters")
-        from .destinations import Refused, check_reply_url
-
         try:
             check_reply_url(reply_url, allow)
         except Refused as exc:
@@ -289,8 +289,6 @@ def validate_reply(reply_url, reply_ref, allow: tuple[str, ...] = ()) -> None:
 
 
 def _has_host(url: str) -> bool:
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range

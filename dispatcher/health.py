@@ -38,6 +38,7 @@ class Verdict:
     reason: str
     cooldown: float = 0.0  # seconds the account stays out of rotation (COOLDOWN, FLAG with hold)
     flag: str | None = None  # error set on the account (FLAG)
+    code: int | None = None  # useapi's code for that error (FLAG: 412 out of credits, 596 on hold)
 
 
 def judge(exc: UpstreamError, settings) -> Verdict:
@@ -49,10 +50,11 @@ def judge(exc: UpstreamError, settings) -> Verdict:
         wait = exc.retry_after if exc.retry_after is not None and exc.retry_after >= 0 else settings.cooldown_429
         return Verdict(COOLDOWN, message or "upstream throttled (429)", cooldown=max(wait, MIN_COOLDOWN))
     if status == 412:
-        return Verdict(FLAG, message or "out of credits", flag=f"Out of credits (412): {message}".rstrip(": "))
+        return Verdict(FLAG, message or "out of credits", flag=f"Out of credits (412): {message}".rstrip(": "),
+                       code=412)
     if status == 596:
         return Verdict(FLAG, message or "account on hold", cooldown=settings.cooldown_596,
-                       flag=f"Account on hold (596): {message}".rstrip(": "))
+                       flag=f"Account on hold (596): {message}".rstrip(": "), code=596)
     if status == 422:
         return Verdict(FAIL, message or "moderated")
     if status >= 500 or status in (408, 425):

@@ -8,7 +8,9 @@ values under secret-looking keys are masked, and any registered secret value
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -51,6 +53,13 @@ def register_secret(value: str | None) -> None:
                 if now - _known_secrets[oldest] < SECRET_UNUSED_S:
                     break
                 del _known_secrets[oldest]
+
+
+def mask_url(url: str | None) -> str | None:
+    """A URL fit to show (a Redis URL in a status line, a log event): its password, if any, masked."""
+    if not url:
+        return url
+    return re.sub(r"(://[^:/@]*:)[^@]*@", rf"\1{MASK}@", url)
 
 
 def _scrub(value):
@@ -116,8 +125,6 @@ def get_logger(**bound):
 
 def parse_json_lines(text: str) -> list[dict]:
     """The JSON log events in a captured log (other lines are skipped): for tests and tooling."""
-    import json
-
     out = []
     for line in text.splitlines():
         line = line.strip()

@@ -15,8 +15,9 @@ How the hooks (`admitted`, `finished`, `cooldown`, `flagged`,
   second rather than once per step; counters lag by at most a maintenance
   interval, and a SIGKILLed worker loses at most that much of its own counts.
 
-`/metrics` renders `exposition.DispatcherCollector` (re-exported here with
-`render`): the stored counters plus gauges computed live from Redis.
+`/metrics` renders `exposition.DispatcherCollector`: the stored counters plus
+gauges computed live from Redis (this module never imports it: hooks write,
+the exposition reads).
 A metrics hook that fails (Redis away) is logged and ignored: it never
 fails the work it measures.
 """
@@ -29,8 +30,9 @@ import threading
 import time
 
 import redis
+from rq import get_current_job
 
-from .exposition import DispatcherCollector, _counter, _histogram, label_value, render  # noqa: F401 (re-exported)
+from .generations import provider_of
 from .logging import get_logger
 from .metric_store import (GENERATION_BUCKETS, METRICS_KEY, STEP_BUCKETS, STORED, Spec, _bucket,  # noqa: F401
                            field, outcomes, parse_field, reason_of, stored)
@@ -176,8 +178,6 @@ def admitted(d, admissions, pipe=None) -> None:
     `pipe`: the round trip that enqueues the first start step, to ride on."""
     if not admissions:
         return
-    from .generations import provider_of
-
     batch = Batch()
     for a in admissions:
         batch.inc("dispatcher_admissions", provider=_provider(a.generation_id, provider_of), account=a.account)
@@ -240,8 +240,6 @@ def timed_step(step: str, get_dispatcher):
 
 
 def _record_step(d, step: str, generation_id: str, step_id, seconds: float, result) -> None:
-    from .generations import provider_of
-
     provider = _provider(generation_id, provider_of)
     batch = Batch().observe("dispatcher_step_duration_seconds", seconds, provider=provider, step=step)
     batch.inc("dispatcher_steps", provider=provider, step=step, result=str(result))
@@ -255,8 +253,6 @@ def _queue_delay(step_id) -> float | None:
     """Seconds the running RQ job waited in its queue, when this call is that job."""
     if step_id is None:
         return None
-    from rq import get_current_job
-
     job = get_current_job()
     if job is None or job.id != step_id or job.enqueued_at is None or job.started_at is None:
         return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets as _stdlib_secrets
 import time
 from pathlib import Path
@@ -21,8 +20,11 @@ from pathlib import Path
 import redis
 from cryptography.fernet import Fernet, InvalidToken
 
+from . import keys, providers
+from .connection import connect
 from .errors import ConfigurationError, StoreUnavailable
 from .logging import SECRET_KEYS, get_logger, register_secret
+from .secret_files import read_or_create
 
 MASK = "…secured…"
 
@@ -37,28 +39,6 @@ def mask_token(value) -> str | None:
         return None
     value = str(value)
     return f"{value[:3]}{MASK}{value[-3:]}" if len(value) >= 12 else MASK
-
-
-def read_or_create(path: Path, make) -> str:
-    """Read a generated secret, or create it once (mode 0600), safe against concurrent first starts."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_stdlib_secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, make().encode())
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # atomic: exactly one process's value wins
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_text().strip()
 
 
 class Vault:
@@ -158,8 +138,6 @@ def check_key(vault: Vault, client, *, wait: bool = False) -> None:
 
 def check_settings_key(settings, *, wait: bool = True) -> None:
     """`check_key` for processes that hold no Dispatcher (the worker pool's supervisor)."""
-    from .connection import connect
-
     client = connect(settings.redis_url)
     try:
         check_key(Vault.from_settings(settings), client, wait=wait)
@@ -179,8 +157,6 @@ def _check_key(vault: Vault, client) -> None:
 
 
 def _opens_stored_accounts(vault: Vault, client) -> bool:
-    from . import keys, providers
-
     names = sorted(providers.REGISTRY)
     pipe = client.pipeline(transaction=False)
     for name in names:

@@ -1,21 +1,18 @@
-"""Enqueueing the workers' step jobs on RQ, by dotted path.
+"""A generation's step jobs: which exist, on which queue, and which one is current.
 
 The core never imports `workers`; it names the step functions for RQ. Every
 step job is described so that a person reading rq-dashboard sees which
-generation, provider and account it belongs to.
+generation, provider and account it belongs to. An enqueue and the record's
+`step` (the current step; any other exits at once) are written in one round
+trip. How RQ stores the jobs is `rq_glue`'s business.
 """
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
-from datetime import timedelta
 
-from rq import Queue, Retry
-from rq.job import Job, JobStatus
-
-from . import keys
+from . import keys, rq_glue
 from .generations import provider_of
 
 START = "workers.steps.start"
@@ -48,11 +45,11 @@ def _description(provider: str, step: str, generation_id: str, account: str | No
 class StepQueue:
     def __init__(self, rq_connection):
         self.connection = rq_connection
-        self._queues: dict[str, Queue] = {}
+        self._queues: dict[str, rq_glue.Queue] = {}
 
-    def queue(self, name: str) -> Queue:
+    def queue(self, name: str) -> rq_glue.Queue:
         if name not in self._queues:
-            self._queues[name] = Queue(name, connection=self.connection)
+            self._queues[name] = rq_glue.queue(self.connection, name)
         return self._queues[name]
 
     def _enqueue(self, provider, func, step, generation_id, account, delay: float, fields: dict | None = None,
@@ -77,21 +74,12 @@ class StepQueue:
         if before is not None:
             pipe.multi()  # RQ opens the MULTI itself unless commands come first
             read = before(pipe, job_id)
-        kwargs = dict(
-            job_id=job_id,
-            pipeline=pipe,
-            description=_description(provider, step, generation_id, account),
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            job_timeout=STEP_TIMEOUT,
-            # a poll goes ahead of queued starts: generations already running are tracked
-            # before more are started (a burst of submissions otherwise delays every poll)
-            at_front=step == "poll",
-        )
-        if delay > 0:
-            job = q.enqueue_in(timedelta(seconds=delay), func, generation_id, job_id, **kwargs)
-        else:
-            job = q.enqueue(func, generation_id, job_id, **kwargs)
+        # a poll goes ahead of queued starts: generations already running are tracked
+        # before more are started (a burst of submissions otherwise delays every poll)
+        job = rq_glue.enqueue_in(pipe, q, func, (generation_id, job_id), job_id=job_id, delay=delay,
+                                 description=_description(provider, step, generation_id, account),
+                                 at_front=step == "poll", timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL,
+                                 failure_ttl=FAILURE_TTL)
         if ride is not None:
             ride(pipe)
         if read is None:
@@ -106,28 +94,22 @@ class StepQueue:
         return read(replies[0])
 
     def park_in(self, pipe, provider: str, generation_id: str) -> str:
-        """Write a generation's start job on `pipe` without putting it on a queue: RQ status
-        `deferred`, listed in its queue's deferred registry (so rq-dashboard shows the waiting
+        """Write a generation's start job on `pipe` without putting it on a queue (RQ status
+        `deferred`, in its queue's deferred registry, so rq-dashboard shows the waiting
         generations). The capacity script that admits the generation enqueues it in the same
         atomic step (`enqueue_parked` in capacity/scripts/_pump.lua), so an admitted
         generation is on RQ without another round trip and never admitted but not enqueued.
         Returns the job id, for the record's `parked` field."""
-        q = self.queue(queue_name(provider))
         job_id = _job_id(generation_id, "start")
-        job = q.create_job(START, args=(generation_id, job_id), job_id=job_id, timeout=STEP_TIMEOUT,
-                           description=_description(provider, "start", generation_id, None),
-                           result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, status=JobStatus.DEFERRED)
-        job.origin = q.name
-        job.save(pipeline=pipe)
-        q.deferred_job_registry.add(job, pipeline=pipe)
+        rq_glue.park_in(pipe, self.queue(queue_name(provider)), START, (generation_id, job_id), job_id=job_id,
+                        description=_description(provider, "start", generation_id, None), timeout=STEP_TIMEOUT,
+                        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         return job_id
 
     def unpark_in(self, pipe, provider: str, job_id: str | None) -> None:
         """Delete a parked start job that will never run (its generation left the line)."""
         if job_id:
-            q = self.queue(queue_name(provider))
-            pipe.zrem(q.deferred_job_registry.key, job_id)
-            pipe.delete(Job.key_for(job_id))
+            rq_glue.unpark_in(pipe, queue_name(provider), job_id)
 
     def sweep_parked(self, provider: str, limit: int = 200) -> int:
         """Delete parked start jobs whose generation no longer waits for them (maintenance's
@@ -136,18 +118,15 @@ class StepQueue:
         `limit` of them from a random place in the deferred registry; returns how many went.
         A parked job, once its record stops naming it while waiting, never becomes current
         again (parking always writes a fresh id), so reading then deleting is safe."""
-        registry = self.queue(queue_name(provider)).deferred_job_registry
-        total = self.connection.zcard(registry.key)
-        if not total:
+        queue = queue_name(provider)
+        job_ids = rq_glue.parked_window(self.connection, queue, limit)
+        if not job_ids:
             return 0
-        first = random.randrange(max(total - limit, 0) + 1)
-        job_ids = [j.decode() if isinstance(j, bytes) else j
-                   for j in self.connection.zrange(registry.key, first, first + limit - 1)]
         pipe = self.connection.pipeline(transaction=False)
         for job_id in job_ids:
             gen_id = job_id.partition("_")[0]
             pipe.hmget(keys.generation(provider, gen_id), "state", "parked")
-            pipe.hget(Job.key_for(job_id), "status")
+            rq_glue.job_status_in(pipe, job_id)
         replies = pipe.execute()
         stale = []
         for job_id, (state, parked), status in zip(job_ids, replies[0::2], replies[1::2]):
@@ -156,9 +135,7 @@ class StepQueue:
         if stale:
             pipe = self.connection.pipeline(transaction=False)
             for job_id, status in stale:
-                pipe.zrem(registry.key, job_id)
-                if status in (None, b"deferred"):  # never one somebody put on a queue by hand
-                    pipe.delete(Job.key_for(job_id))
+                rq_glue.drop_parked_in(pipe, queue, job_id, status)
             pipe.execute()
         return len(stale)
 
@@ -175,10 +152,7 @@ class StepQueue:
 
     def callback(self, generation_id: str, retries: int):
         intervals = [min(2 ** i, 60) for i in range(max(retries, 1))]
-        return self.queue(CALLBACK_QUEUE).enqueue(
-            DELIVER, generation_id,
-            job_id=f"{generation_id}_callback_{uuid.uuid4().hex[:8]}",
-            description=f"callback {generation_id}",
-            retry=Retry(max=retries, interval=intervals) if retries else None,
-            result_ttl=60, job_timeout=CALLBACK_TIMEOUT,
-        )
+        return rq_glue.enqueue_callback(self.queue(CALLBACK_QUEUE), DELIVER, generation_id,
+                                        job_id=f"{generation_id}_callback_{uuid.uuid4().hex[:8]}",
+                                        description=f"callback {generation_id}", retries=retries,
+                                        intervals=intervals, result_ttl=60, timeout=CALLBACK_TIMEOUT)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.ops.redis_server import EmbeddedRedis
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

@@ -7,7 +7,7 @@ worker would run a millisecond later anyway. Instead the release that admits it 
 its parked start job (marked started, never pushed: CLAIM in capacity/scripts/_pump.lua),
 and once the step that released returns, the same RQ job runs the claimed start, one
 after another (`run_step`, the entry point of every step job). Each claimed job's outcome
-is then written on it (finished or failed, with RQ's result records), so rq-dashboard
+is then written on it (finished or failed, with RQ's result records: `rq_glue`), so rq-dashboard
 still shows every start step under its own name, and each is timed as a step of its own.
 
 Bounds: an RQ job claims at most `chain_starts` starts (a setting, default 16; 0 turns
@@ -26,14 +26,11 @@ from __future__ import annotations
 import time
 import traceback
 
-from rq.job import Job, JobStatus, get_current_job
-from rq.registry import FailedJobRegistry, FinishedJobRegistry
-from rq.results import Result
+from rq.job import get_current_job
 from rq.timeouts import BaseTimeoutException
-from rq.utils import now, utcformat
 
 from dispatcher import logging as dlog
-from dispatcher import metrics
+from dispatcher import metrics, rq_glue
 from dispatcher.steps import FAILURE_TTL, RESULT_TTL, queue_name
 
 log = dlog.get_logger()
@@ -115,27 +112,12 @@ def _run_pending(d, start) -> None:
 
 def _record(d) -> None:
     """Mark the chain's claimed jobs finished or failed, with a result as RQ records one, in
-    one round trip (a failure fetches its job: RQ's failed registry saves the whole job)."""
+    one round trip (`rq_glue.record_claimed_in`)."""
     done, _chain.done = _chain.done, []
-    ended = now()
     pipe = d.rq.pipeline(transaction=False)
-    for provider, job_id, outcome, error in done:
-        registry_args = dict(name=queue_name(provider), connection=d.rq)
-        if error is None:
-            job = Job(job_id, connection=d.rq)
-            pipe.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": utcformat(ended)})
-            pipe.expire(job.key, RESULT_TTL)
-            FinishedJobRegistry(**registry_args).add(job, RESULT_TTL, pipeline=pipe)
-            Result.create(job, Result.Type.SUCCESSFUL, RESULT_TTL, return_value=outcome, pipeline=pipe)
-            continue
-        try:
-            job = Job.fetch(job_id, connection=d.rq)
-        except Exception:  # expired or deleted meanwhile: nothing to show it on
-            continue
-        job.ended_at = ended
-        job.set_status(JobStatus.FAILED, pipeline=pipe)
-        FailedJobRegistry(**registry_args).add(job, ttl=FAILURE_TTL, exc_string=error, pipeline=pipe)
-        Result.create_failure(job, FAILURE_TTL, exc_string=error, pipeline=pipe)  # the traceback RQ shows
+    rq_glue.record_claimed_in(pipe, d.rq, [(queue_name(provider), job_id, outcome, error)
+                                           for provider, job_id, outcome, error in done],
+                              result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
     try:
         pipe.execute()
     except Exception as exc:  # the jobs' hashes expire after CLAIM_TTL; the generations are unaffected

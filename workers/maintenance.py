@@ -25,16 +25,10 @@ import time
 import uuid
 
 import redis
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.executions import Execution
-from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from rq.worker import Worker
 
 from dispatcher import keys
 from dispatcher import logging as dlog
-from dispatcher import metrics, providers
+from dispatcher import metrics, providers, rq_glue
 from dispatcher.generations import LIVE
 from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, queue_name
 from dispatcher.tokens import watch
@@ -52,44 +46,15 @@ def promote_scheduled(d, queue_names: list[str], limit: int = 1000) -> int:
     workers only take over after its 61 s lock and their 10-minute maintenance
     pass: delayed polls would stall for minutes. Here it runs in the maintenance
     tick, in the worker's own process and under a lock taken over within
-    max(3 ticks, 1 s). Each job is claimed with ZREM before it is enqueued, so two
-    ticks that overlap never enqueue it twice; one lost between the two (a crash)
-    is recovered by its generation's lease."""
-    promoted = 0
-    for name in queue_names:
-        registry = ScheduledJobRegistry(name, connection=d.rq)
-        due = registry.get_jobs_to_schedule(chunk_size=limit)
-        if not due:
-            continue
-        pipe = d.rq.pipeline(transaction=False)
-        for job_id in due:
-            pipe.zrem(registry.key, job_id)
-        claimed = [job_id for job_id, won in zip(due, pipe.execute()) if won]
-        queue = Queue(name, connection=d.rq)
-        with d.rq.pipeline() as pipe:
-            for job in Job.fetch_many(claimed, connection=d.rq):
-                if job is not None:
-                    queue.enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
-                    promoted += 1
-            pipe.execute()
-    return promoted
+    max(3 ticks, 1 s). Each job is claimed with ZREM before it is enqueued
+    (`rq_glue.promote_due`), so two ticks that overlap never enqueue it twice; one lost
+    between the two (a crash) is recovered by its generation's lease."""
+    return rq_glue.promote_due(d.rq, queue_names, limit)
 
 
 def _steps_pending(d, provider: str, step_ids: list[str | None]) -> list[bool]:
     """For each step job id: is it still in its queue or among the delayed (scheduled) steps?"""
-    name = queue_name(provider)
-    queued, scheduled = Queue(name, connection=d.rq).key, ScheduledJobRegistry(name, connection=d.rq).key
-    pipe = d.rq.pipeline(transaction=False)
-    for step in step_ids:
-        if step:
-            pipe.zscore(scheduled, step)
-            pipe.lpos(queued, step)
-    found = iter(pipe.execute())
-    out = []
-    for step in step_ids:
-        in_scheduled, in_queue = (next(found), next(found)) if step else (None, None)
-        out.append(in_scheduled is not None or in_queue is not None)
-    return out
+    return rq_glue.steps_pending(d.rq, queue_name(provider), step_ids)
 
 
 def resume_orphans(d, provider: str, limit: int = 500) -> int:
@@ -150,13 +115,10 @@ def _stale_callbacks(d, entries: list[str]) -> list[str]:
     """The started-registry entries (`<job id>:<execution id>`) of callback jobs a dead worker left:
     no execution record, no worker key, or started more than deadline + GRACE ago (a live worker
     ends every delivery by its deadline) — and whose delivery lock is gone (it outlives the deadline)."""
-    pipe = d.rq.pipeline(transaction=False)
-    for entry in entries:
-        pipe.hmget(Execution.from_composite_key(entry, d.rq).key, "worker_name", "created_at")
-    records = pipe.execute()
+    records = rq_glue.execution_facts(d.rq, entries)
     pipe = d.rq.pipeline(transaction=False)
     for entry, (worker, _) in zip(entries, records):
-        pipe.exists(Worker.redis_worker_namespace_prefix + (worker or b"").decode())
+        pipe.exists(rq_glue.worker_key((worker or b"").decode()))
         pipe.get(lock_key(entry.partition("_callback_")[0]))
     replies = pipe.execute()
     too_old = time.time() - (d.settings.callback_deadline + GRACE)
@@ -178,30 +140,18 @@ def recover_callbacks(d, limit: int = 200) -> int:
     as RQ's cleanup would: retried after its next backoff while it has retries left, else failed.
     A delivery never runs twice at once: the stale test waits for its lock to expire, and a
     delivery that finds the lock held does not send (`workers.callbacks.deliver`)."""
-    registry = StartedJobRegistry(CALLBACK_QUEUE, connection=d.rq)
-    entries = [e.decode() if isinstance(e, bytes) else e for e in d.rq.zrange(registry.key, 0, limit - 1)]
+    entries = rq_glue.started_entries(d.rq, CALLBACK_QUEUE, limit)
     if not entries:
         return 0
     taken = 0
     for entry in _stale_callbacks(d, entries):
-        if not d.rq.zrem(registry.key, entry):
+        if not rq_glue.claim_started(d.rq, CALLBACK_QUEUE, entry):
             continue  # another tick took it
-        job_id = entry.rpartition(":")[0]
-        try:
-            job = Job.fetch(job_id, connection=d.rq)
-        except NoSuchJobError:
-            continue
-        if job.get_status(refresh=False) != JobStatus.STARTED:
-            continue  # its worker finished the bookkeeping after all
-        with d.rq.pipeline() as pipe:
-            retried = job.should_retry
-            if retried:
-                job.retry(Queue(CALLBACK_QUEUE, connection=d.rq), pipe)
-            else:
-                job.set_status(JobStatus.FAILED, pipeline=pipe)
-                FailedJobRegistry(CALLBACK_QUEUE, connection=d.rq).add(
-                    job, ttl=FAILURE_TTL, exc_string="its worker died during the delivery", pipeline=pipe)
-            pipe.execute()
+        job_id = rq_glue.job_id_of(entry)
+        retried = rq_glue.take_over(d.rq, CALLBACK_QUEUE, job_id, "its worker died during the delivery",
+                                    failure_ttl=FAILURE_TTL)
+        if retried is None:
+            continue  # gone, or its worker finished the bookkeeping after all
         taken += 1
         log.warning("callback taken over from a dead worker", job_id=job_id, retried=retried)
     return taken

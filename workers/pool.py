@@ -9,6 +9,7 @@ the others, and the kernel stops it when the process that started it dies.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -122,8 +123,6 @@ def _die_with_parent(parent: int) -> bool:
     """Linux: have the kernel SIGTERM this process when its parent (the thread that started it) dies,
     so a SIGKILLed worker never leaves its callback worker behind. False: the parent is already gone."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the supervisor's terminate() is all there is
         pass

@@ -20,7 +20,7 @@ from dispatcher import metrics
 from dispatcher import providers
 from dispatcher.errors import DispatcherError, NotFound, UpstreamError
 from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, provider_of
-from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge
+from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge, refresh_failed_message
 from dispatcher.tokens import AccountUnusable, ensure_token
 
 from . import chain, faults
@@ -195,7 +195,7 @@ def _start_failed(d, gen, exc: UpstreamError) -> str:
         if verdict.action == COOLDOWN:
             d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
         elif verdict.action == FLAG:
-            d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
+            d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown, code=verdict.code)
         return _retry_start(d, gen, exc, delay=max(verdict.cooldown if verdict.action == COOLDOWN else 0, 0))
     if verdict.action == REFRESH:  # 401 again right after a forced refresh that worked
         d.health_failed(gen.provider, gen.account)
@@ -206,13 +206,13 @@ def _start_failed(d, gen, exc: UpstreamError) -> str:
             d.steps.start(gen.provider, gen.id, gen.account, delay=delay)
             return "retrying"
         # every fresh session refused: the account is unusable, the generation goes elsewhere
-        d.flag_account(gen.provider, gen.account, _refresh_failed())
+        d.flag_account(gen.provider, gen.account, refresh_failed_message())
         return _reroute(d, gen, exc)
     if verdict.action == COOLDOWN:
         d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
         return _reroute(d, gen, exc)
     if verdict.action == FLAG:
-        d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
+        d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown, code=verdict.code)
         return _reroute(d, gen, exc)
     if verdict.action == RETRY:
         d.health_failed(gen.provider, gen.account)
@@ -228,12 +228,6 @@ def _retry_start(d, gen, exc: UpstreamError, delay: float = 0.0) -> str:
     _hold(d, gen, delay)
     d.steps.start(gen.provider, gen.id, gen.account, delay=delay)
     return "retrying"
-
-
-def _refresh_failed() -> str:
-    from dispatcher.health import refresh_failed_message
-
-    return refresh_failed_message()
 
 
 def _reroute(d, gen, exc: UpstreamError) -> str:
@@ -317,7 +311,7 @@ def _poll_failed(d, gen, exc: UpstreamError) -> str:
         return "throttled"
     if verdict.action in (FLAG, RETRY, REFRESH):  # REFRESH: 401 again right after a forced refresh
         if verdict.action == FLAG:
-            d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown)
+            d.flag_account(gen.provider, gen.account, verdict.flag, hold=verdict.cooldown, code=verdict.code)
         else:
             d.health_failed(gen.provider, gen.account)
         # the upstream already runs (and bills) this job: a poll gets a larger budget than a create
@@ -329,7 +323,7 @@ def _poll_failed(d, gen, exc: UpstreamError) -> str:
             d.steps.poll(gen.provider, gen.id, gen.account, delay=delay)
             return "retrying"
         if verdict.action == REFRESH:  # every fresh session refused: out of rotation
-            d.flag_account(gen.provider, gen.account, _refresh_failed())
+            d.flag_account(gen.provider, gen.account, refresh_failed_message())
     return _fail(d, gen, exc, allowed={SUBMITTED})
 
 
@@ -340,7 +334,7 @@ def _finish(d, gen, result) -> str:
         values["result"] = {"artifacts": list(result.artifacts)}
     else:
         values["error"] = result.error or f"upstream {result.state}"
-        values["error_code"] = 422 if result.error and "moderat" in result.error.lower() else 500
+        values["error_code"] = result.error_code or 500  # the adapter's reading (422: moderated)
     values["finished_at"] = time.time()
     # the terminal move and the release in one round trip. The release does not wait for
     # the move's answer: with the upstream done the slot is free either way, and a record

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
-from ..providers.base import ID_MAX
+from ..providers.ids import ID_MAX
 from .body import read_object
 
 router = APIRouter()

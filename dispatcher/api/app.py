@@ -19,6 +19,7 @@ from ..connection import is_out_of_memory, store_full
 from ..errors import DispatcherError, NoCapacity
 from ..logging import get_logger
 from ..secrets import api_tokens, token_matches
+from . import accounts, compat_routes, jobs, metrics, scheduler
 
 log = get_logger()
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})  # docs: schema only
@@ -42,8 +43,6 @@ async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
 
 def create_app(dispatcher) -> FastAPI:
     """Build the app around a `Dispatcher` (the app never builds its own core)."""
-    from . import accounts, compat, jobs, metrics, scheduler
-
     app = FastAPI(
         title="dispatcher",
         version="0.1.0",
@@ -95,7 +94,7 @@ def create_app(dispatcher) -> FastAPI:
 
     app.include_router(accounts.router)
     app.include_router(scheduler.router)
-    app.include_router(compat.router)  # before the generic `POST {prefix}/{operation}`
+    app.include_router(compat_routes.router)  # before the generic `POST {prefix}/{operation}`
     app.include_router(jobs.router)
     app.include_router(metrics.router)
     _declare_errors(app)

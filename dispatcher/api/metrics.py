@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import NotFound
+from ..exposition import render
 
 router = APIRouter()
 
@@ -14,10 +16,6 @@ router = APIRouter()
 @router.get("/metrics", tags=["Operations"], summary="Prometheus metrics (slots, lines, outcomes, latency, tokens)",
             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request):
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    from ..metrics import render
-
     d = request.app.state.dispatcher
     if not d.settings.metrics:
         raise NotFound("Metrics are disabled (DISPATCHER_METRICS=false)")

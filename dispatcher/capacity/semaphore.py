@@ -4,19 +4,19 @@ Every decision is taken inside one Lua script per call (one EVALSHA round trip):
 which account gets a generation, who waits, who is admitted when room appears.
 This module only builds KEYS/ARGV, draws the seed, and turns replies into values.
 Scripts live in `scripts/<name>.lua`; `scripts/_pump.lua` (shared prelude: keys,
-Redis TIME, PRNG, admit, pump) is prepended to each when it is loaded.
+Redis TIME, PRNG, admit, pump) is prepended to each by the Lua loader (`dispatcher.lua`),
+which also fills in RQ's key names there (`rq_glue.LUA_NAMES`).
 """
 
 from __future__ import annotations
 
 import random
-import weakref
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 
 from redis.exceptions import NoScriptError
 
-from .. import keys
+from .. import keys, lua, rq_glue
 from ..errors import NoCapacity, NotFound, ValidationError
 from .prng import seed_arg
 
@@ -24,19 +24,8 @@ SCRIPT_NAMES = (
     "acquire", "release", "renew", "reap", "pump", "configure",
     "cancel", "expired", "snapshot", "running",
 )
-
-
-def _read(name: str) -> str:
-    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
-
-
-def script_sources() -> dict[str, str]:
-    """The full text sent to Redis for each script (prelude + body)."""
-    prelude = _read("_pump")
-    return {name: prelude + "\n" + _read(name) for name in SCRIPT_NAMES}
-
-
-_SOURCES = script_sources()
+SCRIPTS = lua.Family(Path(__file__).parent / "scripts", SCRIPT_NAMES, prelude="_pump", values=rq_glue.LUA_NAMES)
+SCRIPTS.sources  # noqa: B018 - built at import: a script that cannot be loaded stops the process at start-up
 FULL_RETRY_AFTER = 30  # seconds a client refused by a full waiting line is told to wait
 _NKEYS = 1  # KEYS of every capacity script: the cap key; scripts/_pump.lua derives the rest
 
@@ -50,23 +39,6 @@ _DERIVED = {
 }
 
 
-def _check_rq_names() -> None:
-    """scripts/_pump.lua enqueues parked start jobs under RQ's key names: fail loudly at
-    start-up if the installed RQ names them differently."""
-    from rq.job import Job
-    from rq.queue import Queue
-    from rq.registry import DeferredJobRegistry
-
-    ours = {"rq:job:": Job.redis_job_namespace_prefix, "rq:queue:": Queue.redis_queue_namespace_prefix,
-            "rq:queues": Queue.redis_queues_keys, "rq:deferred:x": DeferredJobRegistry.key_template.format("x")}
-    for lua_name, rq_name in ours.items():
-        if lua_name != rq_name:
-            raise RuntimeError(f"scripts/_pump.lua uses {lua_name!r} where RQ names {rq_name!r}: keep them in step")
-
-
-_check_rq_names()
-
-
 def _check_derived_names(provider: str) -> None:
     cap = keys.cap(provider)
     if not cap.endswith(":cap"):
@@ -76,21 +48,6 @@ def _check_derived_names(provider: str) -> None:
         if name_of(provider) != prefix + suffix:
             raise RuntimeError(f"scripts/_pump.lua derives {prefix + suffix!r} but keys.py names "
                                f"{name_of(provider)!r}: keep them in step")
-_REGISTERED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _scripts_for(client) -> dict:
-    """Scripts registered once per client (`register_script` hashes locally; the
-    first EVALSHA that misses loads the script)."""
-    try:
-        return _REGISTERED[client]
-    except KeyError:
-        pass
-    except TypeError:  # not weak-referenceable: register without caching
-        return {n: client.register_script(s) for n, s in _SOURCES.items()}
-    scripts = {n: client.register_script(s) for n, s in _SOURCES.items()}
-    _REGISTERED[client] = scripts
-    return scripts
 
 
 def _s(value) -> str:
@@ -164,7 +121,7 @@ class Capacity:
         # encoded once: each call then only encodes its own arguments.
         _check_derived_names(provider)
         self._keys = (keys.cap(provider).encode(),)
-        self._scripts = _scripts_for(client)
+        self._scripts = SCRIPTS.registered(client)
 
     # -- plumbing ---------------------------------------------------------------
     def _argv(self, args, seed, ttl_ms) -> tuple:

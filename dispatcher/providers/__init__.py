@@ -1,7 +1,8 @@
-"""Provider registry: each provider is one module with a `SPEC`.
+"""Provider registry: each provider is one folder, `providers/<name>/`, whose package defines `SPEC`.
 
-Adding a provider means adding one module here that defines `SPEC`: the
-registry discovers it; nothing else changes.
+Adding a provider means adding one folder here (its spec, adapter and shape) plus its sandbox
+module: the registry discovers it, the HTTP API mounts its routes from it, and nothing else
+names it. A folder removed leaves everything else importing and running.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import importlib
 import pkgutil
 
 from ..errors import NotFound
-from .base import Adapter, Poll, ProviderSpec, Session
+from .adapter import MODERATED, Adapter, Poll, Session
+from .spec import CANCEL, CREATE, LIST, STATUS, UPLOAD, Demo, DemoAccount, ProviderSpec, Route, Shape
 
 REGISTRY: dict[str, ProviderSpec] = {}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name == "base":
-        continue
+    if not _info.ispkg:
+        continue  # the shared modules (adapter, spec, ids, rendering)
     _spec = getattr(importlib.import_module(f"{__name__}.{_info.name}"), "SPEC", None)
     if isinstance(_spec, ProviderSpec):
+        if _spec.name != _info.name:
+            raise ImportError(f"providers/{_info.name}/ declares a provider named {_spec.name!r}: name it as its folder")
         REGISTRY[_spec.name] = _spec
 
 
@@ -32,4 +36,5 @@ def all_specs() -> list[ProviderSpec]:
     return list(REGISTRY.values())
 
 
-__all__ = ["Adapter", "Poll", "ProviderSpec", "Session", "REGISTRY", "get", "all_specs"]
+__all__ = ["Adapter", "Poll", "ProviderSpec", "Session", "Shape", "Route", "Demo", "DemoAccount", "MODERATED",
+           "CREATE", "STATUS", "CANCEL", "LIST", "UPLOAD", "REGISTRY", "get", "all_specs"]

@@ -8,7 +8,7 @@ from typing import Callable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import admin, minimax, pixverse, riffusion, runway
+from . import admin, upstreams
 from .state import Sandbox
 
 
@@ -28,8 +28,7 @@ class _CountRequests:
 def build_app(clock: Callable[[], float] = time.time, *, seed: int | None = None) -> Starlette:
     """A fresh sandbox (own state, own JWT secret) as an ASGI app; `app.state.sandbox` is the state."""
     sb = Sandbox(clock=clock, seed=seed)
-    routes = [*runway.routes(sb), *pixverse.routes(sb), *minimax.routes(sb),
-              *riffusion.routes(sb), *admin.routes(sb)]
+    routes = [*upstreams.all_routes(sb), *admin.routes(sb)]
     app = Starlette(routes=routes, middleware=[Middleware(_CountRequests, sb=sb)])
     app.state.sandbox = sb
     return app

@@ -11,10 +11,40 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-PROVIDERS = ("runwayml", "pixverse", "minimax", "riffusion")
-ALIASES = {"runway": "runwayml", "hailuo": "minimax"}
-ID_FIELD = {"runwayml": "email", "pixverse": "email", "minimax": "account", "riffusion": "user_id"}
-SECRET_FIELD = {"runwayml": "password", "pixverse": "password", "minimax": "token", "riffusion": "cookie"}
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """What the sandbox's shared parts need to know of one emulated service (its module in
+    `sandbox/upstreams/` declares it with `register`): the account's id and secret fields, the
+    names it also answers to, and its job ids (numbers from `job_id_base`, or UUIDs)."""
+
+    name: str
+    id_field: str
+    secret_field: str
+    aliases: tuple[str, ...] = ()
+    job_id_base: int | None = None
+
+
+# filled by `register` as the emulation modules are imported (sandbox/upstreams/__init__.py)
+EMULATIONS: dict[str, Emulation] = {}
+PROVIDERS: list[str] = []
+ALIASES: dict[str, str] = {}
+ID_FIELD: dict[str, str] = {}
+SECRET_FIELD: dict[str, str] = {}
+
+
+def register(emulation: Emulation) -> Emulation:
+    EMULATIONS[emulation.name] = emulation
+    if emulation.name not in PROVIDERS:
+        PROVIDERS.append(emulation.name)
+        PROVIDERS.sort()
+    ID_FIELD[emulation.name] = emulation.id_field
+    SECRET_FIELD[emulation.name] = emulation.secret_field
+    ALIASES.update({alias: emulation.name for alias in emulation.aliases})
+    return emulation
+
+
 FAULT_KINDS = ("401", "429", "412", "596", "5xx", "slow")
 PROMPT_FIELDS = ("prompt", "text_prompt", "promptText")
 RIFFUSION_NS = uuid.UUID("5b1f7c52-8f0e-4d36-9a51-3c2f4f0e9a11")

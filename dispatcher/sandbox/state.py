@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from . import jwt
 from .model import (
+    EMULATIONS,
     SECRET_FIELD,
     BadRequest,
     Job,
@@ -257,11 +258,8 @@ class Sandbox:
     # ------------------------------------------------------------------ jobs
     def _job_id(self, provider: str) -> str:
         self._seq += 1
-        if provider == "pixverse":
-            return str(300000000 + self._seq)
-        if provider == "minimax":
-            return str(400000000000 + self._seq)
-        return str(uuid.uuid4())
+        base = EMULATIONS[provider].job_id_base
+        return str(uuid.uuid4()) if base is None else str(base + self._seq)
 
     def create_job(self, user: User, payload: Any, key: str | None = None) -> tuple[Job, bool]:
         """Accept a generation: (job, replayed). Raises Reject (429/422/412) or BadRequest."""

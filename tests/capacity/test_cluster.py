@@ -22,7 +22,7 @@ from redis.crc import key_slot
 from dispatcher import keys
 from dispatcher.capacity import Admission, Capacity
 from dispatcher.errors import ConfigurationError, NoCapacity
-from dispatcher.redis_server import find_redis_cli, find_redis_server
+from dispatcher.ops.redis_server import find_redis_cli, find_redis_server
 
 CANDIDATES = ["runway", "pixverse", "minimax", "riffusion", "kling", "suno", "luma", "pika"]
 

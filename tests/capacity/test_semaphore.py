@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher import keys
-from dispatcher.capacity import Admission, Capacity
+from dispatcher import keys, lua, rq_glue
+from dispatcher.capacity import Admission, Capacity, semaphore
 from dispatcher.capacity.prng import Minstd
 from dispatcher.capacity.semaphore import SCRIPT_NAMES
 from dispatcher.errors import NoCapacity, NotFound, ValidationError
@@ -49,6 +49,28 @@ def test_every_script_has_a_header():
             assert word in head, (name, word)
     prelude = (SCRIPTS / "_pump.lua").read_text()
     assert "KEYS" in prelude and "Invariant" in prelude
+
+
+def test_every_core_script_has_a_header():
+    for name in lua.CORE.names:
+        head = lua.CORE.read(name).split("\n\n")[0]
+        assert head.startswith(f"-- {name}.lua:"), name
+        for word in ("KEYS", "ARGV", "Returns", "Invariant"):
+            assert word in head, (name, word)
+
+
+def test_the_loader_fills_in_rqs_key_names_once_at_load():
+    for name in SCRIPT_NAMES:
+        text = semaphore.SCRIPTS.source(name)
+        assert "{{" not in text and text.startswith(semaphore.SCRIPTS.text("_pump")), name
+    prelude = semaphore.SCRIPTS.text("_pump")
+    for value in rq_glue.LUA_NAMES.values():
+        assert f"'{value}'" in prelude
+    assert "'rq:job:'" in prelude and "'rq:deferred:'" in prelude  # RQ's names today, as the Lua needs them
+    with pytest.raises(RuntimeError, match="NOPE"):
+        lua.fill("local x = '{{NOPE}}'", rq_glue.LUA_NAMES)
+    with pytest.raises(RuntimeError, match="cannot sit in a Lua string"):
+        lua.fill("local x = '{{Q}}'", {"Q": "it's"})
 
 
 def test_admits_until_full_then_queues_fifo(cap):

@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.registry import DeferredJobRegistry
 
 from dispatcher import keys
-from dispatcher.capacity.semaphore import _read
+from dispatcher.capacity.semaphore import SCRIPTS
 from dispatcher.generations import ADMITTED, CANCELED, WAITING
 from dispatcher.steps import queue_name
 
@@ -147,7 +147,7 @@ def test_a_requeued_generation_gets_a_fresh_parked_job(dispatcher, sandbox):
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_scripts_write_rq_timestamps_as_rq_does(r, ms):
     """`rq_time` of scripts/_pump.lua (read-only here: the prelude alone writes nothing)."""
-    rq_time = r.register_script(_read("_pump") + "\nreturn rq_time(tonumber(ARGV[3]))")
+    rq_time = r.register_script(SCRIPTS.text("_pump") + "\nreturn rq_time(tonumber(ARGV[3]))")
     expected = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
     got = rq_time(keys=[keys.cap("p")], args=[1, 0, ms]).decode()
     assert got == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -106,7 +106,7 @@ def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
 
 def test_samples_of_a_failed_round_trip_wait_for_the_next(settings):
     from dispatcher.client import Dispatcher
-    from dispatcher.redis_server import free_port
+    from dispatcher.ops.redis_server import free_port
 
     away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings)  # nothing listens there
     try:

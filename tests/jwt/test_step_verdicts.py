@@ -171,7 +171,7 @@ def test_5xx_retries_on_the_same_account_then_fails_with_the_upstreams_reason(di
 def test_accepted_generation_keeps_polling_on_a_flagged_account(dispatcher, upstreams, steps, sandbox):
     gen_id, bad, good = admitted_on(dispatcher, upstreams, {})
     assert steps.start(gen_id) == "submitted"
-    dispatcher.flag_account(RUNWAY, bad, "Out of credits (412): Insufficient credits")
+    dispatcher.flag_account(RUNWAY, bad, "Out of credits (412): Insufficient credits", code=412)
     assert steps.poll(gen_id) == "polling"  # its token still works: the upstream job is followed
     assert dispatcher.get(gen_id).state == "submitted"
     # the token stops working and cannot be renewed: the generation fails with a clear reason

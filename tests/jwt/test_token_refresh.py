@@ -132,7 +132,7 @@ def test_minimax_leaves_rotation_inside_its_margin_before_expiry(dispatcher, ups
 def test_flagged_account_serves_polls_while_its_token_works(dispatcher, upstreams):
     account = upstreams.account("runwayml", "broke@example.com", 2)
     token = session_of(dispatcher, "runwayml", account).token
-    dispatcher.flag_account("runwayml", account, "Out of credits (412): Insufficient credits")
+    dispatcher.flag_account("runwayml", account, "Out of credits (412): Insufficient credits", code=412)
     with pytest.raises(AccountUnusable):
         ensure_token(dispatcher, "runwayml", account)  # no new work
     assert ensure_token(dispatcher, "runwayml", account, flagged_ok=True) == token  # running work keeps polling

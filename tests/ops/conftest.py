@@ -75,11 +75,11 @@ def wait():
 @pytest.fixture
 def dashboard_url(settings, tmp_path):
     """`dispatcher dashboard` as a real subprocess on a free loopback port, on the test Redis."""
-    from dispatcher.redis_server import free_port
+    from dispatcher.ops.redis_server import free_port
 
     port = free_port()
     log = open(tmp_path / "dashboard.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "dashboard", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher.ops.cli", "dashboard", "--port", str(port)],
                             env=_env_for(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -11,7 +11,7 @@ import click
 import pytest
 import yaml
 
-from dispatcher.cli import main
+from dispatcher.ops.cli import main
 from dispatcher.settings import Settings, setting_names
 
 ROOT = Path(__file__).resolve().parents[2]

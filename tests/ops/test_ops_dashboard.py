@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from dispatcher.dashboard import build_app, check_exposure, is_loopback
+from dispatcher.ops.dashboard import build_app, check_exposure, is_loopback
 from dispatcher.errors import ConfigurationError
 from dispatcher.generations import LIVE
 
@@ -80,7 +80,7 @@ def test_dashboard_refuses_to_listen_off_loopback_without_auth(host, user, passw
 
 def test_dashboard_command_refuses_public_bind(settings, child_env):
     env = child_env(settings)
-    done = subprocess.run([sys.executable, "-m", "dispatcher.cli", "dashboard", "--host", "0.0.0.0"], env=env,
+    done = subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "dashboard", "--host", "0.0.0.0"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "refusing to serve rq-dashboard on 0.0.0.0 without basic auth" in done.stderr

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from dispatcher import keys
-from dispatcher.redis_server import EmbeddedRedis, free_port
+from dispatcher.ops.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS = ("runwayml", "pixverse", "minimax", "riffusion")
@@ -48,7 +48,7 @@ def test_demo_once_from_a_clean_data_dir(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "dispatcher.cli", "demo", "--once", "--jobs", "16"],
+        done = subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--once", "--jobs", "16"],
                               env=demo_env(tmp_path, DISPATCHER_PORT=str(taken)), cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)
     out = done.stdout
@@ -92,7 +92,7 @@ def test_demo_once_from_a_clean_data_dir(tmp_path):
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_demo_stays_up_until_ctrl_c_then_stops_everything(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "demo", "--jobs", "8"],
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--jobs", "8"],
                             env=demo_env(tmp_path, DISPATCHER_PORT=str(free_port())), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -128,7 +128,8 @@ def test_demo_stays_up_until_ctrl_c_then_stops_everything(tmp_path):
 
 
 def test_percentile_and_port_choice():
-    from dispatcher.demo import percentile, pick_port, port_free
+    from dispatcher.ops.demo_view import percentile
+    from dispatcher.ops.processes import pick_port, port_free
 
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher import metrics
+from dispatcher import exposition, metrics
 from dispatcher.generations import LIVE
 from dispatcher.tokens import AccountUnusable, ensure_token
 
@@ -151,8 +151,8 @@ def test_histogram_buckets_are_cumulative(r, dispatcher):
     for seconds in (0.004, 0.005, 0.3, 0.3, 99.0):
         batch.observe("dispatcher_step_duration_seconds", seconds, provider="pixverse", step="poll")
     batch.send(dispatcher.r)
-    family = metrics._histogram(metrics.STORED["dispatcher_step_duration_seconds"],
-                                metrics.stored(dispatcher.r)["dispatcher_step_duration_seconds"])
+    family = exposition._histogram(metrics.STORED["dispatcher_step_duration_seconds"],
+                                   metrics.stored(dispatcher.r)["dispatcher_step_duration_seconds"])
     got = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
     assert got["0.005"] == 2 and got["0.25"] == 2 and got["0.5"] == 4 and got["60"] == 4 and got["+Inf"] == 5
     count = [s.value for s in family.samples if s.name.endswith("_count")]
@@ -175,7 +175,7 @@ def test_a_failing_step_is_counted_and_still_raises(dispatcher, r):
 def test_hooks_never_fail_the_work_when_redis_is_away(settings):
     from dispatcher.client import Dispatcher
     from dispatcher.generations import Generation
-    from dispatcher.redis_server import free_port
+    from dispatcher.ops.redis_server import free_port
 
     away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings)
     try:

@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-from dispatcher.status import collect, mask_url
+from dispatcher.logging import mask_url
+from dispatcher.overview import collect
 
 KNOWN_SECRETS = ("Runway-pass-Kx81-not-for-logs", "minimax-pasted-token-Mm55-not-for-logs")
 
@@ -15,7 +16,7 @@ def run_status(settings, child_env, *args, redis_url=None):
     env = child_env(settings)
     if redis_url:
         env["DISPATCHER_REDIS_URL"] = redis_url
-    return subprocess.run([sys.executable, "-m", "dispatcher.cli", "status", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "status", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -62,7 +63,7 @@ def test_status_command_json_and_table(dispatcher, settings, child_env, add_acco
 
 
 def test_status_says_clearly_when_redis_is_down(settings, child_env):
-    from dispatcher.redis_server import free_port
+    from dispatcher.ops.redis_server import free_port
 
     down = f"redis://:hunter2-Pw@127.0.0.1:{free_port()}/0"
     done = run_status(settings, child_env, redis_url=down)

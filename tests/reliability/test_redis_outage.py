@@ -17,7 +17,7 @@ import time
 import pytest
 
 from dispatcher import keys
-from dispatcher.redis_server import EmbeddedRedis, free_port
+from dispatcher.ops.redis_server import EmbeddedRedis, free_port
 
 OUTAGE_BODY = {"error", "code"}
 

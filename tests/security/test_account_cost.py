@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from dispatcher import keys, providers, status
+from dispatcher import keys, overview, providers
 from dispatcher.providers import Session
 from workers.maintenance import tick
 
@@ -101,7 +101,7 @@ def test_account_and_scheduler_views_decrypt_only_what_they_show(dispatcher, api
         available = api.get("/v1/runwayml/scheduler/available")
         running = api.get("/v1/runwayml/scheduler")
         snap = dispatcher.available(RUNWAY)
-        collected = status.collect(dispatcher)
+        collected = overview.collect(dispatcher)
         scraped = api.get("/metrics")
     assert available.status_code == 200 and len(available.json()["accounts"]) == N
     assert running.status_code == 200 and scraped.status_code == 200

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from rq import Queue
 
-from dispatcher.redis_server import free_port
+from dispatcher.ops.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "dispatcher.runwayml"
@@ -30,7 +30,7 @@ def dashboard(settings, r, tmp_path):
     env["DISPATCHER_LOG_FORMAT"] = "json"
     log_path = tmp_path / "dashboard.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "dashboard", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "dispatcher.ops.cli", "dashboard", "--port", str(port)],
                                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +104,7 @@ def test_a_cross_site_post_is_refused_and_a_same_origin_post_works(dashboard, qu
 def test_the_listen_host_is_served_and_the_guard_runs_before_basic_auth(redis_url):
     from werkzeug.test import Client
 
-    from dispatcher.dashboard import build_app
+    from dispatcher.ops.dashboard import build_app
 
     app = build_app(redis_url, username="admin", password="dash-Pass-0123456789", listen_host="dash.internal")
     client = Client(app)

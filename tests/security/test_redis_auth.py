@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher.redis_server import EmbeddedRedis, find_redis_server, free_port, resolve_url
+from dispatcher.ops.redis_server import EmbeddedRedis, find_redis_server, free_port, resolve_url
 from dispatcher.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def refused_without_password(port: int) -> bool:
 def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env.update(DISPATCHER_DATA_DIR=str(data_dir), DISPATCHER_LOG_FORMAT="json")
-    return subprocess.run([sys.executable, "-m", "dispatcher.cli", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from dispatcher.redis_server import EmbeddedRedis, resolve_url
+from dispatcher.ops.redis_server import EmbeddedRedis, resolve_url
 from dispatcher.settings import Settings
 
 TINY = "6mb"

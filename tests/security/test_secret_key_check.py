@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from rq import Queue
 
 from dispatcher import keys
-from dispatcher.redis_server import free_port
+from dispatcher.ops.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MISMATCH = "DISPATCHER_SECRET_KEY does not match the key this Redis's accounts were encrypted with"
@@ -108,7 +108,7 @@ def test_a_pool_whose_children_fail_on_configuration_stops(dispatcher, settings,
 
 def test_the_api_with_the_wrong_key_does_not_start(dispatcher, settings, queued):
     wrong = Fernet.generate_key().decode()
-    args = ["-m", "dispatcher.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port())]
+    args = ["-m", "dispatcher.ops.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port())]
     code, out = run_bounded(args, env_with_key(settings, wrong), timeout=30)
     assert code is not None, f"the API started with the wrong key:\n{out[-2000:]}"
     assert code != 0 and MISMATCH in out, out[-2000:]

@@ -1,5 +1,5 @@
--- _pump.lua: shared prelude, prepended by the Python loader to every capacity
--- script (see dispatcher/capacity/semaphore.py). It is never run on its own.
+-- _pump.lua: shared prelude, prepended by the Lua loader (dispatcher/lua) to every
+-- capacity script (see dispatcher/capacity/semaphore.py). It is never run on its own.
 --
 -- KEYS: one, the same for every capacity script: the provider's `cap` hash,
 -- "dsp:{p}:cap". The other keys are named from its prefix "dsp:{p}:" (the names of
@@ -45,8 +45,11 @@ local P = string.sub(K_CAP, 1, -4) -- "dsp:{p}:" (K_CAP ends in "cap")
 local K_USED, K_LEASES, K_HOLDER = P .. 'used', P .. 'leases', P .. 'holder'
 local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = P .. 'cooldown', P .. 'usable', P .. 'waiting', P .. 'pinned_lines'
 local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
--- RQ's key names (semaphore.py checks them against the installed RQ at start-up)
-local RQ_JOB, RQ_QUEUE, RQ_DEFERRED, RQ_QUEUES = 'rq:job:', 'rq:queue:', 'rq:deferred:', 'rq:queues'
+-- RQ's key names: job hash prefix, queue list prefix, deferred registry prefix, set of queues.
+-- Filled in when the scripts are loaded (dispatcher/lua), with the names dispatcher/rq_glue.py
+-- reads from the installed RQ (LUA_NAMES), so no call sends them.
+local RQ_JOB, RQ_QUEUE = '{{RQ_JOB_PREFIX}}', '{{RQ_QUEUE_PREFIX}}'
+local RQ_DEFERRED, RQ_QUEUES = '{{RQ_DEFERRED_PREFIX}}', '{{RQ_QUEUES_KEY}}'
 
 local NOW
 do
@@ -146,10 +149,12 @@ end
 local CLAIM, CLAIM_TTL = false, 0
 
 -- Admission and enqueue in one atomic step: a generation submitted (or requeued) with
--- its RQ start job parked (written by dispatcher/steps.py with status 'deferred', its id
+-- its RQ start job parked (written by dispatcher/rq_glue.py with status 'deferred', its id
 -- in the record's `parked` field) has that job pushed onto its RQ queue here, and its
 -- record moved waiting -> admitted with the job as its current `step`, as
--- Queue.enqueue_job would (status, enqueued_at, off the deferred registry, pushed).
+-- Queue.enqueue_job would (status, enqueued_at, off the deferred registry, pushed). RQ's
+-- job-hash fields are written here by name; its statuses ('deferred', 'queued', 'started')
+-- are checked against the installed RQ at start-up (LUA_STATUSES in dispatcher/rq_glue.py).
 -- Returns 1 when it did, or the job's id when the call claimed it (CLAIM: the job is
 -- marked started, off the deferred registry, not pushed); 0 leaves the enqueue to the
 -- caller (Dispatcher.dispatch): no

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..secrets import mask_token, mask_whole
-from .base import EMAIL_ID, EMAIL_RULE, Adapter, Poll, ProviderSpec, Session, iso_utc, jwt_claims
+from ...secrets import mask_token, mask_whole
+from ..adapter import MODERATED, Adapter, Poll, Session, iso_utc, jwt_claims
 
 _STATES = {5: "running", 1: "succeeded", 7: "failed", 8: "failed", 9: "canceled"}
+MODERATED_STATUS = 7  # video_status of a video refused by moderation
 
 
 def _error(response) -> str:
@@ -37,9 +38,11 @@ class PixVerseAdapter(Adapter):
         resp = self._send("GET", f"/creative_platform/video/{upstream_id}", error_of=_error,
                           headers={"Token": token})["Resp"]
         state = _STATES.get(resp.get("video_status"), "running")
+        moderated = resp.get("video_status") == MODERATED_STATUS
         return Poll(state=state, progress=float(resp.get("progress") or 0) / 100,
                     artifacts=(resp["url"],) if resp.get("url") else (),
-                    error=resp.get("err_msg") or ("moderated" if resp.get("video_status") == 7 else None))
+                    error=resp.get("err_msg") or ("moderated" if moderated else None),
+                    error_code=MODERATED if moderated else None)
 
     def cancel(self, token, upstream_id):
         self._send("POST", f"/creative_platform/video/{upstream_id}/cancel", error_of=_error, headers={"Token": token})
@@ -56,12 +59,3 @@ def render_jwt(jwt: dict) -> dict:
 
 def render_credentials(creds: dict) -> dict:
     return {"email": creds.get("email"), "password": mask_whole(creds.get("password"))}
-
-
-SPEC = ProviderSpec(
-    name="pixverse", title="PixVerse", api_prefix="/v2/pixverse",
-    id_field="email", id_from_login=False, credential_fields=("email", "password"),
-    max_jobs=(1, 8), recommended_max_jobs=None, refresh="relogin",
-    adapter=PixVerseAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    id_pattern=EMAIL_ID, id_rule=EMAIL_RULE,
-)

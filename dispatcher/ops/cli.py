@@ -1,4 +1,9 @@
-"""The `dispatcher` command: serve, worker, sandbox, redis, accounts, status, demo, dashboard."""
+"""The `dispatcher` command: serve, worker, sandbox, redis, accounts, status, demo, dashboard.
+
+Each command imports what only it needs inside its own function: `dispatcher --help` or
+`dispatcher status` should not pay for uvicorn, FastAPI, the worker pool or the sandbox.
+That is the one reason for the function-level imports below.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ import sys
 
 import click
 
-from . import logging as dlog
-from .errors import DispatcherError
-from .settings import Settings
+from .. import logging as dlog
+from ..errors import DispatcherError, StoreUnavailable
+from ..logging import mask_url
+from ..settings import Settings
+from .redis_server import PASSWORD_FILE, EmbeddedRedis, resolve_url
 
 
 def _settings() -> Settings:
@@ -17,7 +24,7 @@ def _settings() -> Settings:
 
 
 def _dispatcher():
-    from .client import Dispatcher
+    from ..client import Dispatcher
 
     return Dispatcher.from_url(settings=_settings())
 
@@ -48,10 +55,8 @@ def serve(host, port):
     """Run the HTTP API."""
     import uvicorn
 
-    from .api.app import create_app
-
-    from .errors import StoreUnavailable
-    from .secrets import check_key
+    from ..api.app import create_app
+    from ..secrets import check_key
 
     s = _settings()
     d = _dispatcher()
@@ -77,8 +82,8 @@ def worker(processes, burst):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8100, show_default=True)
 def sandbox(host, port):
-    """Run the simulated upstream (all four providers) for tests and the demo."""
-    from .sandbox import serve as serve_sandbox
+    """Run the simulated upstream (every provider's emulation) for tests and the demo."""
+    from ..sandbox import serve as serve_sandbox
 
     serve_sandbox(host=host, port=port)
 
@@ -92,16 +97,12 @@ def redis():
 @redis.command("start")
 def redis_start():
     """Start the embedded Redis (if it is not running) and print its URL, password masked."""
-    from .redis_server import EmbeddedRedis
-
     server = EmbeddedRedis.for_settings(_settings())
     click.echo(_shown(server.start()))
 
 
 @redis.command("stop")
 def redis_stop():
-    from .redis_server import EmbeddedRedis
-
     EmbeddedRedis(_settings().data_dir).stop()
     click.echo("stopped")
 
@@ -110,14 +111,10 @@ def redis_stop():
 def redis_url():
     """Print the Redis URL every command would use (starting the embedded server if needed), password
     masked: the embedded Redis's is in <data dir>/redis_password."""
-    from .redis_server import resolve_url
-
     click.echo(_shown(resolve_url(_settings())))
 
 
 def _shown(url: str) -> str:
-    from .redis_server import PASSWORD_FILE, mask_url
-
     s = _settings()
     where = "" if s.redis_url else f"  (password in {s.data_dir / PASSWORD_FILE})"
     return f"{mask_url(url)}{where}"
@@ -144,7 +141,7 @@ def accounts_add(provider, max_jobs, email, password, cookie, account, token):
     body = {k: v for k, v in dict(email=email, password=password, cookie=cookie, account=account,
                                   token=token).items() if v is not None}
     body["maxJobs"] = max_jobs
-    from . import providers
+    from .. import providers
 
     spec = providers.get(provider)
     path_id = None if spec.id_from_login else body.get(spec.id_field)
@@ -177,7 +174,8 @@ def accounts_rm(provider, account_id):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json):
     """Providers, accounts, slots, waiting lines, token expiry and errors."""
-    from .status import collect, render_table
+    from ..overview import collect
+    from .status import render_table
 
     data = collect(_dispatcher())
     if as_json:

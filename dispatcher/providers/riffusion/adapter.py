@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-from ..secrets import mask_whole
-from .base import Adapter, Poll, ProviderSpec, Session, iso_utc, json_error
+from ...secrets import mask_whole
+from ..adapter import Adapter, Poll, Session, iso_utc, json_error
 
 _STATES = {"queued": "pending", "running": "running", "complete": "succeeded",
            "failed": "failed", "canceled": "canceled"}
@@ -59,12 +59,3 @@ def render_jwt(jwt: dict) -> dict:
 
 def render_credentials(creds: dict) -> dict:
     return {}
-
-
-SPEC = ProviderSpec(
-    name="riffusion", title="Riffusion", api_prefix="/v1/riffusion",
-    id_field="user_id", id_from_login=True, credential_fields=("cookie",),
-    max_jobs=(1, 10), recommended_max_jobs=6, refresh="refresh_token",
-    adapter=RiffusionAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    header_fields=("cookie",),  # a browser cookie: a Cookie header's value, whatever carries it here
-)

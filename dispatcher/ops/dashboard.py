@@ -44,9 +44,9 @@ import types
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
-from .logging import get_logger, register_secret
-from .redis_server import mask_url
+from ..errors import ConfigurationError
+from ..logging import get_logger, mask_url, register_secret
+from .redis_server import resolve_url
 
 POLL_INTERVAL_MS = 2000
 
@@ -156,6 +156,8 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
     """The rq-dashboard Flask app on `redis_url`, behind basic auth when credentials are given,
     and behind `HostGuard` (Host and Origin checks) always."""
     _ensure_six()
+    # rq-dashboard, Flask and werkzeug come with the optional `dashboard` extra: imported here,
+    # so that a missing extra is one clear error from the command that needs it
     try:
         import rq_dashboard
     except ImportError:
@@ -164,7 +166,7 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
     from rq_dashboard.web import blueprint, setup_rq_connection
 
     # the app's own /static route shadows the blueprint's: point it at rq-dashboard's files
-    app = Flask("dispatcher.dashboard", static_folder=str(Path(rq_dashboard.__file__).parent / "static"))
+    app = Flask("dispatcher.ops.dashboard", static_folder=str(Path(rq_dashboard.__file__).parent / "static"))
     app.config.update(RQ_DASHBOARD_REDIS_URL=redis_url, RQ_DASHBOARD_POLL_INTERVAL=poll_interval_ms,
                       DEPRECATED_OPTIONS=[])
     if username:
@@ -190,9 +192,7 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
 def run_dashboard(settings, *, host: str = "127.0.0.1", port: int | None = None, username: str | None = None,
                   password: str | None = None) -> None:
     """Serve rq-dashboard until interrupted (threaded werkzeug server)."""
-    from werkzeug.serving import run_simple
-
-    from .redis_server import resolve_url
+    from werkzeug.serving import run_simple  # the `dashboard` extra (see build_app)
 
     port = port or settings.dashboard_port
     username = username or settings.dashboard_user

@@ -7,12 +7,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url
-from .model import BadRequest, Job, User
-from .state import Sandbox
+from ..common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url
+from ..model import BadRequest, Emulation, Job, User, register
+from ..state import Sandbox
 
 STATUS = {"pending": "queued", "running": "running", "succeeded": "complete",
           "failed": "failed", "canceled": "canceled"}
+
+
+EMULATION = register(Emulation("riffusion", "user_id", "cookie"))
 
 
 class Riffusion(Dialect):

@@ -9,12 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url, store_upload
-from .model import Job
-from .state import Reject, Sandbox
+from ..common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url, store_upload
+from ..model import Emulation, Job, register
+from ..state import Reject, Sandbox
 
 STATUS = {"pending": 5, "running": 5, "succeeded": 1, "failed": 8, "canceled": 9}
 ERR_CODES = {400: 400017, 401: 10005, 404: 400018, 412: 500043, 422: 500054, 429: 500044, 596: 500069}
+
+
+EMULATION = register(Emulation("pixverse", "email", "password", job_id_base=300_000_000))
 
 
 class PixVerse(Dialect):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..secrets import mask_token, mask_whole
-from .base import EMAIL_ID, EMAIL_RULE, Adapter, Poll, ProviderSpec, Session, json_error, jwt_claims
+from ...secrets import mask_token, mask_whole
+from ..adapter import Adapter, Poll, Session, json_error, jwt_claims
 
 _STATES = {"PENDING": "pending", "THROTTLED": "pending", "RUNNING": "running",
            "SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELLED": "canceled"}
@@ -57,13 +57,3 @@ def render_jwt(jwt: dict) -> dict:
 
 def render_credentials(creds: dict) -> dict:
     return {"email": creds.get("email"), "password": mask_whole(creds.get("password"))}
-
-
-SPEC = ProviderSpec(
-    name="runwayml", title="Runway", api_prefix="/v1/runwayml",
-    id_field="email", id_from_login=False, credential_fields=("email", "password"),
-    max_jobs=(1, 10), recommended_max_jobs=5, refresh="relogin",
-    adapter=RunwayAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    id_pattern=EMAIL_ID, id_rule=EMAIL_RULE,
-    poll_backoff=(1.0, 2.0, 3.0, 5.0, 10.0),
-)

@@ -9,11 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url, store_upload
-from .model import Job
-from .state import Sandbox
+from ..common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url, store_upload
+from ..model import Emulation, Job, register
+from ..state import Sandbox
 
 STATUS = {"pending": 1, "running": 1, "succeeded": 2, "failed": 5, "canceled": 7}
+
+
+EMULATION = register(Emulation("minimax", "account", "token", aliases=("hailuo",), job_id_base=400_000_000_000))
 
 
 class MiniMax(Dialect):

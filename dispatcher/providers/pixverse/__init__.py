@@ -1,0 +1,29 @@
+"""PixVerse (useapi's `/v2/pixverse`): accounts by email + password, re-login to refresh."""
+
+from __future__ import annotations
+
+import secrets
+
+from ..ids import EMAIL_ID, EMAIL_RULE
+from ..spec import Demo, DemoAccount, ProviderSpec
+from .adapter import PixVerseAdapter, render_credentials, render_jwt
+from .shape import SHAPE
+
+
+def _demo_accounts() -> list[DemoAccount]:
+    out = []
+    for email, max_jobs in (("pix-a@demo.example", 2), ("pix-b@demo.example", 1)):
+        password = secrets.token_urlsafe(12)
+        out.append(DemoAccount({"email": email, "password": password},
+                               {"email": email, "password": password, "maxJobs": max_jobs}, email))
+    return out
+
+
+SPEC = ProviderSpec(
+    name="pixverse", title="PixVerse", api_prefix="/v2/pixverse",
+    id_field="email", id_from_login=False, credential_fields=("email", "password"),
+    max_jobs=(1, 8), recommended_max_jobs=None, refresh="relogin",
+    adapter=PixVerseAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
+    shape=SHAPE, demo=Demo("videos/create", _demo_accounts),
+    id_pattern=EMAIL_ID, id_rule=EMAIL_RULE,
+)
