@@ -16,11 +16,12 @@ import httpx
 import pytest
 import redis
 
-from dispatcher import keys
+from dispatcher import keys, providers
 from dispatcher.ops.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PROVIDERS = ("runwayml", "pixverse", "minimax", "riffusion")
+PROVIDERS = tuple(sorted(providers.REGISTRY))  # every provider folder brings its demo accounts
+JOBS = 4 * len(PROVIDERS)
 
 
 def demo_env(tmp_path: Path, **extra) -> dict:
@@ -48,15 +49,15 @@ def test_demo_once_from_a_clean_data_dir(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--once", "--jobs", "16"],
+        done = subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--once", "--jobs", str(JOBS)],
                               env=demo_env(tmp_path, DISPATCHER_PORT=str(taken)), cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)
     out = done.stdout
     assert done.returncode == 0, f"demo failed ({done.returncode}):\n{out}\n{done.stderr[-3000:]}"
-    assert "summary    16/16 completed, 0 failed, 0 canceled, 0 unfinished" in out, out
+    assert f"summary    {JOBS}/{JOBS} completed, 0 failed, 0 canceled, 0 unfinished" in out, out
     accounts = re.findall(r"^  (\w+)\s+(\S+)\s+maxJobs (\d+)\s+completed (\d+)$", out, re.M)
     assert {a[0] for a in accounts} == set(PROVIDERS), out
-    assert sum(int(a[3]) for a in accounts) == 16
+    assert sum(int(a[3]) for a in accounts) == JOBS
     for provider in PROVIDERS:  # 4 jobs each, more than the provider's free slots for three of them
         assert sum(int(a[3]) for a in accounts if a[0] == provider) == 4
     p50, p95 = re.search(r"submit→done  p50 ([\d.]+)s  p95 ([\d.]+)s", out).groups()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from dispatcher import providers
 from dispatcher.logging import mask_url
 from dispatcher.overview import collect
 
@@ -28,7 +29,7 @@ def test_collect_shows_slots_lines_tokens_and_errors(dispatcher, add_account, su
     dispatcher.flag_account("runwayml", a, "Token refresh failed: wrong password")
 
     data = collect(dispatcher)
-    assert set(data["providers"]) == {"runwayml", "pixverse", "minimax", "riffusion"}
+    assert set(data["providers"]) == set(providers.REGISTRY)
     runway = data["providers"]["runwayml"]
     assert runway["waiting"] == 2 and runway["running"] == 1 and runway["slots"] == 1
     (acct,) = runway["accounts"]
