@@ -1,0 +1,54 @@
+"""Kling as useapi answers it (`/v1/kling`): tasks (`task_id`) with `status`, `status_name`,
+`status_final` and `works[].resource`.
+
+Routes: `POST /videos/text2video`, `POST /videos/image2video` → the task; `GET /tasks/{task_id}`.
+(useapi's `DELETE /scheduler/{task_id}` only stops tracking and `DELETE /tasks/{task_id}` deletes
+outputs upstream: cancel is `DELETE /v1/jobs/{id}`.) Status numbers are Kling's (5 submitted,
+10 processing, 99 succeed, 50 failed) and 58 canceled, ours.
+"""
+
+from __future__ import annotations
+
+from ...generations import ADMITTED, COMPLETED, FAILED, SUBMITTED, WAITING, Generation
+from ..rendering import artifacts, iso, progress, with_failure
+from ..spec import CREATE, STATUS, Route, Shape
+
+
+def _status(gen: Generation) -> tuple[int, str]:
+    if gen.state in (WAITING, ADMITTED):
+        return 5, "submitted"
+    if gen.state == SUBMITTED:
+        return 10, "processing"
+    if gen.state == COMPLETED:
+        return 99, "succeed"
+    if gen.state == FAILED:
+        return 50, "failed"
+    return 58, "canceled"
+
+
+def task(gen: Generation, ident: str) -> dict:
+    number, name = _status(gen)
+    return with_failure(gen, {
+        "task_id": ident,
+        "email": gen.account or gen.pinned,
+        "type": gen.operation,
+        "status": number,
+        "status_name": name,
+        "status_final": gen.terminal,
+        "progress": int(round(progress(gen) * 100)),
+        "works": [{"resource": {"resource": url}} for url in artifacts(gen)],
+        "created": iso(gen.created),
+        "error": None,
+    })
+
+
+SHAPE = Shape(
+    kind="task", id_key="task_id", noun="Task", render=task,
+    routes=(
+        Route(CREATE, "/videos/text2video", "Create a Kling video from text → {task_id}",
+              operation="videos/text2video"),
+        Route(CREATE, "/videos/image2video", "Create a Kling video from an image → {task_id}",
+              operation="videos/image2video"),
+        Route(STATUS, "/tasks/{task_id}", "Status and results of a Kling task"),
+    ),
+)
