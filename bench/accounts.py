@@ -56,7 +56,7 @@ def seed(d, count: int, prefix: str = "seeded") -> list[str]:
     from dispatcher.providers import Session
 
     spec = providers.get(PROVIDER)
-    cap = d.capacity(PROVIDER)
+    cap = d.core.capacity(PROVIDER)
     now = time.time()
     ids = []
     for i in range(count):
@@ -64,8 +64,8 @@ def seed(d, count: int, prefix: str = "seeded") -> list[str]:
         token = f"{prefix}-token-{i:05d}-{'x' * 120}"
         session = Session(account_id=email, token=token, expires_at=now + LIFETIME, issued_at=now,
                           jwt={"token": token, "exp": now + LIFETIME, "iat": now, "id": i})
-        d.accounts.save(spec, {"email": email, "password": f"{prefix}-password-{i:05d}"}, 2, session)
-        cap.set_usable_until(email, d.usable_until_ms(spec, session))
+        d.core.accounts.save(spec, {"email": email, "password": f"{prefix}-password-{i:05d}"}, 2, session)
+        cap.set_usable_until(email, d.core.usable_until_ms(spec, session))
         cap.set_account(email, 2)
         ids.append(email)
     return ids
@@ -77,7 +77,7 @@ class Counter:
 
     def __init__(self, d):
         self.opens = self.decrypts = 0
-        vault, fernet = d.vault, d.vault._fernet
+        vault, fernet = d.core.vault, d.core.vault._fernet
         real_open, real_decrypt = vault.open, fernet.decrypt
 
         def opened(token):
@@ -108,9 +108,9 @@ def timed(fn, n: int) -> list[float]:
 def measure_ticks(d, counter: Counter, n: int) -> dict:
     from workers.maintenance import tick
 
-    tick(d, watch_horizon=2.0)  # warm up: script cache, connections
+    tick(d.core, watch_horizon=2.0)  # warm up: script cache, connections
     counter.take()
-    times = timed(lambda: tick(d, watch_horizon=2.0), n)
+    times = timed(lambda: tick(d.core, watch_horizon=2.0), n)
     decrypts, opens = counter.take(n)
     return {"tick_ms": statistics.median(times), "decrypts_per_tick": decrypts, "opens_per_tick": opens}
 

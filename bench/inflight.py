@@ -75,7 +75,7 @@ class Sampler(threading.Thread):
                 try:
                     users = admin.get("/_sandbox/stats", params={"provider": self.provider}).json()["users"]
                     upstream = sum(u["running"] for u in users.values())
-                    snap = self.d.capacity(self.provider).snapshot()
+                    snap = self.d.core.capacity(self.provider).snapshot()
                     slots = sum(a["executing"] for a in snap["accounts"].values())
                 except Exception:
                     self.errors += 1
@@ -94,7 +94,7 @@ def plain_worker_rss(stack, d, token: str) -> tuple[float, float]:
 
     group = stack.workers(1, plain=True)
     try:
-        job = Queue(PLAIN_QUEUE, connection=d.rq).enqueue(
+        job = Queue(PLAIN_QUEUE, connection=d.core.rq).enqueue(
             "bench._plain.plain_job", stack.upstream_url, token, OPERATIONS["riffusion"],
             {"prompt": f"plain rss probe {time.time()}", "sandbox_duration": 0}, f"rss-{time.time()}",
             poll_interval=0.05)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         print(f"{accounts} {provider} accounts registered (total maxJobs {accounts * MAX_JOBS}) in "
               f"{time.monotonic() - t0:.1f} s", flush=True)
         probe = stack.add_accounts(d, "riffusion", count=1, max_jobs=1, concurrency=1, duration=0, prefix="probe")
-        plain_rss, plain_peak = plain_worker_rss(stack, d, d.token_for("riffusion", probe[0][0]))
+        plain_rss, plain_peak = plain_worker_rss(stack, d, d.core.token_for("riffusion", probe[0][0]))
 
         group = stack.workers(args.workers)
         pids = group.pids
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + timeout
         last_report = 0.0
         while True:
-            pipe = d.r.pipeline(transaction=False)
+            pipe = d.core.r.pipeline(transaction=False)
             for k in keys:
                 pipe.hget(k, "state")
             states = pipe.execute()
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
         sampler.stop.set()
         sampler.join(timeout=10)
 
-        pipe = d.r.pipeline(transaction=False)
+        pipe = d.core.r.pipeline(transaction=False)
         for k in keys:
             pipe.hget(k, "state")
         failed = [s for s in pipe.execute() if s != "completed"]
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         pss = {pid: pss_mb(pid) for pid in pids}
         extra = {pid: children(pid) for pid in pids}
         time.sleep(1.5)  # the last partial batch of lag samples
-        samples = [tuple(map(float, x.split())) for x in d.r.lrange("dsp:bench:poll_lag", 0, -1)]
+        samples = [tuple(map(float, x.split())) for x in d.core.r.lrange("dsp:bench:poll_lag", 0, -1)]
         stats = stack.stats()
         cpu = {pid: cpu_seconds(pid) for pid in pids}
         group.stop()

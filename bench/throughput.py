@@ -82,7 +82,7 @@ def _wait_all(states, ids: list, timeout: float, label: str, group) -> None:
 
 def run_dispatcher(d, n: int, tag: str, group, timeout: float) -> float:
     """Submit n generations; generations/s from the first submit to the last finish."""
-    r = d.r
+    r = d.core.r
     t0 = time.time()
     ids = [d.submit(PROVIDER, OPERATION, {"prompt": f"bench {tag} {i}", "sandbox_duration": 0}).id
            for i in range(n)]
@@ -177,8 +177,8 @@ def main(argv=None) -> int:
                extra_env={"DISPATCHER_CHAIN_STARTS": str(chain_starts)}) as stack:
         d = stack.dispatcher()
         accounts = stack.add_accounts(d, PROVIDER, count=args.accounts, max_jobs=10, concurrency=10, duration=0)
-        tokens = [d.token_for(PROVIDER, a) for a, _ in accounts]
-        plain_queue = Queue(PLAIN_QUEUE, connection=d.rq)
+        tokens = [d.core.token_for(PROVIDER, a) for a, _ in accounts]
+        plain_queue = Queue(PLAIN_QUEUE, connection=d.core.rq)
         base = stack.upstream_url
 
         def dispatcher_side(r: int) -> float:

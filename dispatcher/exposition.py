@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .metric_store import STORED, Spec, stored
 from .overview import collect as collect_status
+
+if TYPE_CHECKING:
+    from .client import Dispatcher
 
 _UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -45,14 +49,14 @@ def _labels(values) -> tuple:
 class DispatcherCollector:
     """prometheus_client collector: stored counters and histograms, plus live gauges."""
 
-    def __init__(self, dispatcher):
+    def __init__(self, dispatcher: Dispatcher):
         self.d = dispatcher
 
     def describe(self):
         return []
 
     def collect(self):
-        samples = stored(self.d.r)
+        samples = stored(self.d.core.r)
         for spec in STORED.values():
             rows = samples.get(spec.name, [])
             yield (_counter(spec, rows) if spec.kind == "counter" else _histogram(spec, rows))
@@ -132,7 +136,7 @@ def _gauges(status: dict):
     yield from (used, cap, free, eligible, cooling, flagged_, expiry, waiting, pinned, running, workers, queues)
 
 
-def render(dispatcher) -> bytes:
+def render(dispatcher: Dispatcher) -> bytes:
     """The Prometheus text exposition of everything above."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DispatcherCollector(dispatcher))

@@ -24,6 +24,8 @@ fails the work it measures.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import functools
 import math
 import threading
@@ -36,6 +38,9 @@ from .generations import provider_of
 from .logging import get_logger
 from .metric_store import (GENERATION_BUCKETS, METRICS_KEY, STEP_BUCKETS, STORED, Spec, _bucket,  # noqa: F401
                            field, outcomes, parse_field, reason_of, stored)
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 
 class Batch:
@@ -116,11 +121,11 @@ class Deferred:
             return batch
 
 
-def _enabled(d) -> bool:
+def _enabled(d: Core) -> bool:
     return getattr(d.settings, "metrics", True)
 
 
-def _send(d, batch: Batch, pipe=None) -> None:
+def _send(d: Core, batch: Batch, pipe=None) -> None:
     """Record samples: deferred in a worker, else on `pipe` (a round trip about to run, whose
     caller reads only its own replies) when given, else in a round trip of their own."""
     if not _enabled(d) or not batch:
@@ -137,7 +142,7 @@ def _send(d, batch: Batch, pipe=None) -> None:
         get_logger().warning("metrics not recorded", error=type(exc).__name__)
 
 
-def ride(d, pipe) -> Batch | None:
+def ride(d: Core, pipe) -> Batch | None:
     """Put a worker's deferred samples (once RIDE_AGE old) on a pipeline about to run anyway;
     their replies come after the caller's own and need not be read. Returns the samples put
     on it, for `keep` should that round trip fail."""
@@ -151,7 +156,7 @@ def ride(d, pipe) -> Batch | None:
     return batch
 
 
-def keep(d, batch: Batch | None) -> None:
+def keep(d: Core, batch: Batch | None) -> None:
     """Samples whose round trip failed wait for the next one (a retried round trip that did
     reach Redis may count them twice: the client retries on a timeout)."""
     deferred = getattr(d, "deferred_metrics", None)
@@ -159,7 +164,7 @@ def keep(d, batch: Batch | None) -> None:
         deferred.add(batch)
 
 
-def flush(d) -> None:
+def flush(d: Core) -> None:
     """Send a worker's deferred samples now (maintenance tick, worker exit)."""
     deferred = getattr(d, "deferred_metrics", None)
     if deferred is None:
@@ -173,7 +178,7 @@ def flush(d) -> None:
 
 
 # -- hooks -------------------------------------------------------------------------------
-def admitted(d, admissions, pipe=None) -> None:
+def admitted(d: Core, admissions, pipe=None) -> None:
     """Slots granted by a capacity script (called with every batch `Dispatcher.dispatch` receives);
     `pipe`: the round trip that enqueues the first start step, to ride on."""
     if not admissions:
@@ -184,7 +189,7 @@ def admitted(d, admissions, pipe=None) -> None:
     _send(d, batch, pipe)
 
 
-def finished(d, gen) -> None:
+def finished(d: Core, gen) -> None:
     """A generation reached a terminal state: outcome, reason, durations."""
     if gen is None or not gen.terminal:
         return
@@ -199,25 +204,25 @@ def finished(d, gen) -> None:
     _send(d, batch)
 
 
-def cooldown(d, provider: str, account: str) -> None:
+def cooldown(d: Core, provider: str, account: str) -> None:
     _send(d, Batch().inc("dispatcher_cooldowns", provider=provider, account=account))
 
 
-def flagged(d, provider: str, account: str) -> None:
+def flagged(d: Core, provider: str, account: str) -> None:
     _send(d, Batch().inc("dispatcher_account_flags", provider=provider, account=account))
 
 
-def refresh_failed(d, provider: str, account: str, kind: str) -> None:
+def refresh_failed(d: Core, provider: str, account: str, kind: str) -> None:
     _send(d, Batch().inc("dispatcher_token_refresh_failures", provider=provider, account=account, kind=kind))
 
 
-def chained_start(d, provider: str, waited: float) -> None:
+def chained_start(d: Core, provider: str, waited: float) -> None:
     """A start step run by the step job whose release claimed it (workers/chain.py): it never
     sat in a queue; it waited `waited` seconds, for the rest of that job's earlier steps."""
     _send(d, Batch().observe("dispatcher_step_queue_delay_seconds", waited, provider=provider, step="start"))
 
 
-def timed_step(step: str, get_dispatcher):
+def timed_step(step: str, get_dispatcher: Callable[[], Core]):
     """Decorator for a worker step `fn(generation_id, step_id=None) -> result`: duration, queue delay, result."""
 
     def wrap(fn):
@@ -239,7 +244,7 @@ def timed_step(step: str, get_dispatcher):
     return wrap
 
 
-def _record_step(d, step: str, generation_id: str, step_id, seconds: float, result) -> None:
+def _record_step(d: Core, step: str, generation_id: str, step_id, seconds: float, result) -> None:
     provider = _provider(generation_id, provider_of)
     batch = Batch().observe("dispatcher_step_duration_seconds", seconds, provider=provider, step=step)
     batch.inc("dispatcher_steps", provider=provider, step=step, result=str(result))

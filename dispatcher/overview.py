@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 
 import redis
@@ -16,21 +18,24 @@ from .logging import mask_url
 from .metric_store import outcomes
 from .steps import all_queue_names
 
+if TYPE_CHECKING:
+    from dispatcher.client import Dispatcher
 
-def collect(d, *, now: float | None = None) -> dict:
+
+def collect(d: Dispatcher, *, now: float | None = None) -> dict:
     """Everything `status` shows, as plain data (JSON-ready)."""
     try:
         return _collect(d, time.time() if now is None else now)
     except (redis.ConnectionError, redis.TimeoutError):
-        raise StoreUnavailable(f"Redis at {mask_url(d.redis_url)} is unreachable") from None
+        raise StoreUnavailable(f"Redis at {mask_url(d.core.redis_url)} is unreachable") from None
 
 
-def _collect(d, now: float) -> dict:
-    out: dict = {"time": now, "redis": mask_url(d.redis_url), "providers": {}}
+def _collect(d: Dispatcher, now: float) -> dict:
+    out: dict = {"time": now, "redis": mask_url(d.core.redis_url), "providers": {}}
     for spec in providers.all_specs():
         snap = d.available(spec.name)
         ids = sorted(snap["accounts"])
-        pipe = d.r.pipeline(transaction=False)
+        pipe = d.core.r.pipeline(transaction=False)
         for account_id in ids:
             pipe.hmget(keys.account(spec.name, account_id), "expires_at", "refreshes", "error_until", "maxJobs")
         facts = dict(zip(ids, pipe.execute())) if ids else {}
@@ -61,7 +66,7 @@ def _collect(d, now: float) -> dict:
             "waiting": snap["waiting"],
             "pinned": snap["pinned"],
         }
-    out["queues"] = rq_glue.queue_lengths(d.rq, all_queue_names(sorted(providers.REGISTRY)))
-    out["workers"] = rq_glue.worker_count(d.rq)
-    out["generations"] = outcomes(d.r)
+    out["queues"] = rq_glue.queue_lengths(d.core.rq, all_queue_names(sorted(providers.REGISTRY)))
+    out["workers"] = rq_glue.worker_count(d.core.rq)
+    out["generations"] = outcomes(d.core.r)
     return out

@@ -23,7 +23,7 @@ from .logging import get_logger
 from .tokens import ensure_token
 
 if TYPE_CHECKING:
-    from .client import Dispatcher
+    from .core import Core
 
 log = get_logger()
 
@@ -32,7 +32,7 @@ def deleted_message(account_id: str) -> str:
     return f"Account {account_id} was deleted"
 
 
-def end_running(d: Dispatcher, provider: str, account_id: str) -> dict[str, int]:
+def end_running(d: Core, provider: str, account_id: str) -> dict[str, int]:
     """End the generations holding slots of `account_id` (already out of rotation)."""
     held = d.r.hgetall(keys.holder(provider))
     running = sorted(g for g, a in held.items() if a == account_id)
@@ -55,7 +55,7 @@ def end_running(d: Dispatcher, provider: str, account_id: str) -> dict[str, int]
     return counts
 
 
-def _cancel_upstream(d: Dispatcher, gen) -> None:
+def _cancel_upstream(d: Core, gen) -> None:
     try:
         token = ensure_token(d, gen.provider, gen.account, flagged_ok=True)
         d.adapter(gen.provider).cancel(token, gen.upstream_id)

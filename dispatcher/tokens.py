@@ -20,6 +20,8 @@ The margin (`refresh_margin`) is the larger of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 import uuid
 
@@ -27,6 +29,9 @@ from . import keys, metrics, providers
 from .errors import DispatcherError, LoginFailed, NotFound, UpstreamError
 from .health import refresh_failed_message
 from .logging import get_logger
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 log = get_logger()
 LOCK_TTL_MS = 30_000
@@ -67,7 +72,7 @@ def expiring_message(expires_at: float) -> str:
 # -- ensure_token ---------------------------------------------------------------------
 
 
-def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stale_token: str | None = None,
+def ensure_token(d: Core, provider: str, account_id: str, *, force: bool = False, stale_token: str | None = None,
                  flagged_ok: bool = False, account=None) -> str:
     """A token for `account_id` that stays valid until the request reaches the upstream.
 
@@ -108,7 +113,7 @@ def ensure_token(d, provider: str, account_id: str, *, force: bool = False, stal
                                   flagged_ok=flagged_ok)
 
 
-def _refresh_single_flight(d, spec, account_id: str, *, seen: str | None, flagged_ok: bool = False,
+def _refresh_single_flight(d: Core, spec, account_id: str, *, seen: str | None, flagged_ok: bool = False,
                            wait: bool = True) -> str | None:
     """Refresh under the account's lock; without the lock wait for the holder's result
     (or, with wait=False, return None at once: someone is already refreshing)."""
@@ -135,7 +140,7 @@ def _refresh_single_flight(d, spec, account_id: str, *, seen: str | None, flagge
         # the lock is gone: the holder finished (its token is read under our own lock) or gave up
 
 
-def _refresh(d, spec, account_id: str, *, seen: str | None) -> str:
+def _refresh(d: Core, spec, account_id: str, *, seen: str | None) -> str:
     account = d.accounts.get(spec, account_id)
     session = account.session
     if session and session.token != seen and time.time() < session.expires_at - d.refresh_margin(session):
@@ -183,7 +188,7 @@ def _unlock(r, key: str, me: str) -> None:
 # -- the periodic watch ---------------------------------------------------------------
 
 
-def watch(d, provider: str, *, horizon: float = 0.0) -> int:
+def watch(d: Core, provider: str, *, horizon: float = 0.0) -> int:
     """Refresh every account of `provider` whose token enters its margin within `horizon` seconds,
     and flag those that cannot be refreshed once they are inside it. Returns the refreshes made.
 
@@ -210,7 +215,7 @@ def watch(d, provider: str, *, horizon: float = 0.0) -> int:
     return refreshed
 
 
-def _watch_one(d, spec, account, now: float, horizon: float) -> int:
+def _watch_one(d: Core, spec, account, now: float, horizon: float) -> int:
     """The watch's decision for one due account, on its decrypted session (which may have been
     refreshed since the plain fields were read). Returns 1 when it refreshed the token."""
     s = account.session

@@ -22,6 +22,8 @@ body>` is still sent for existing receivers (it carries no time, so it cannot st
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import hmac
 import json
@@ -38,6 +40,9 @@ from dispatcher import logging as dlog
 from dispatcher.destinations import GuardedTransport, Refused, parse_allow
 
 from .context import dispatcher
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 log = dlog.get_logger()
 SIGNATURE_HEADER = "Dispatcher-Signature"  # t=<unix>,v1=<hex>: timestamped, see `verify`
@@ -114,7 +119,7 @@ def _head(response: httpx.Response) -> bytes:
     return bytes(got)
 
 
-def _claim(d, generation_id: str, deadline: float) -> str | None:
+def _claim(d: Core, generation_id: str, deadline: float) -> str | None:
     """Take the delivery lock: a token when taken, DONE when already delivered, None when another
     delivery holds it."""
     token = uuid.uuid4().hex
@@ -124,7 +129,7 @@ def _claim(d, generation_id: str, deadline: float) -> str | None:
     return DONE if d.r.get(key) == DONE else None
 
 
-def _release(d, generation_id: str, token: str) -> None:
+def _release(d: Core, generation_id: str, token: str) -> None:
     """Drop the lock if it is still ours (a failed attempt: the retry takes it again)."""
     key = lock_key(generation_id)
     with d.r.pipeline() as pipe:
@@ -144,7 +149,7 @@ def _headers(secret: str, body: bytes) -> dict:
             LEGACY_SIGNATURE_HEADER: sign(secret, body)}
 
 
-def _attempt(d, gen) -> str:
+def _attempt(d: Core, gen) -> str:
     """One delivery; returns "delivered" or raises (RQ retries, except for a refused destination)."""
     body = json.dumps(d.callback_body(gen), separators=(",", ":"), sort_keys=True).encode()
     settings = d.settings

@@ -23,6 +23,8 @@ so the chain's state is the process's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import time
 import traceback
 
@@ -32,6 +34,9 @@ from rq.timeouts import BaseTimeoutException
 from dispatcher import logging as dlog
 from dispatcher import metrics, rq_glue
 from dispatcher.steps import FAILURE_TTL, RESULT_TTL, queue_name
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 log = dlog.get_logger()
 BUDGET_S = 0.25  # seconds into an RQ job after which it claims no more starts
@@ -50,7 +55,7 @@ class _Chain:
 _chain = _Chain()
 
 
-def run_step(get_dispatcher, step, start, generation_id: str, step_id: str | None) -> str:
+def run_step(get_dispatcher: Callable[[], Core], step, start, generation_id: str, step_id: str | None) -> str:
     """Entry point of a step job: run `step`, then the start steps its release claimed (and
     theirs), each with its claimed job id as its step id, then record their outcomes."""
     if _chain.active:  # called from within a step (not by RQ): no chain of its own
@@ -74,7 +79,7 @@ def run_step(get_dispatcher, step, start, generation_id: str, step_id: str | Non
             _record(get_dispatcher())
 
 
-def claim_ttl(d) -> int:
+def claim_ttl(d: Core) -> int:
     """What the release about to run may claim: CLAIM_TTL, or 0 outside a step job's entry
     point (nobody would run the claim) and past the chain's bounds."""
     if not _chain.active or _chain.claims >= d.settings.chain_starts:
@@ -92,7 +97,7 @@ def claimed(provider: str, admissions) -> None:
             _chain.pending.append((provider, admission.generation_id, admission.claimed, time.monotonic()))
 
 
-def _run_pending(d, start) -> None:
+def _run_pending(d: Core, start) -> None:
     while _chain.pending:
         provider, generation_id, job_id, claimed_at = _chain.pending.pop(0)
         metrics.chained_start(d, provider, time.monotonic() - claimed_at)  # deferred: rides a later round trip
@@ -110,7 +115,7 @@ def _run_pending(d, start) -> None:
             _chain.done.append((provider, job_id, str(outcome), None))
 
 
-def _record(d) -> None:
+def _record(d: Core) -> None:
     """Mark the chain's claimed jobs finished or failed, with a result as RQ records one, in
     one round trip (`rq_glue.record_claimed_in`)."""
     done, _chain.done = _chain.done, []

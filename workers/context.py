@@ -1,21 +1,22 @@
-"""One `Dispatcher` per worker process, built from the environment on first use."""
+"""One `Core` per worker process, built from the environment on first use."""
 
 from __future__ import annotations
 
-from dispatcher.client import Dispatcher
+from dispatcher.core import Core
 from dispatcher.settings import Settings
 
-_dispatcher: Dispatcher | None = None
+_core: Core | None = None
 
 
-def dispatcher() -> Dispatcher:
-    global _dispatcher
-    if _dispatcher is None:
-        _dispatcher = Dispatcher.from_url(settings=Settings.from_env())
-    return _dispatcher
+def dispatcher() -> Core:
+    """The process's Core (the step functions' view of the dispatcher)."""
+    global _core
+    if _core is None:
+        _core = Core.from_settings(Settings.from_env())
+    return _core
 
 
-def install(d: Dispatcher) -> None:
-    """Use an existing Dispatcher (the pool builds one per process and shares it with maintenance)."""
-    global _dispatcher
-    _dispatcher = d
+def install(core: Core) -> None:
+    """Use an existing Core (the pool builds one per process and shares it with maintenance)."""
+    global _core
+    _core = core

@@ -15,6 +15,8 @@ generation once Redis is back) and a step that was superseded or whose generatio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functools
 
 import redis
@@ -26,6 +28,9 @@ from dispatcher.health import backoff
 from dispatcher.tokens import ensure_token
 
 from .context import dispatcher
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 log = dlog.get_logger()
 REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError)
@@ -83,7 +88,7 @@ def fault(generation_id: str, step_id: str | None, exc: BaseException) -> str:
     return "failed"
 
 
-def _cancel_upstream(d, gen) -> None:
+def _cancel_upstream(d: Core, gen) -> None:
     try:
         token = ensure_token(d, gen.provider, gen.account, flagged_ok=True)
         d.adapter(gen.provider).cancel(token, gen.upstream_id)

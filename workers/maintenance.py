@@ -19,6 +19,8 @@ Once per tick, whatever the provider:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import threading
 import time
@@ -35,10 +37,13 @@ from dispatcher.tokens import watch
 
 from .callbacks import DONE, GRACE, lock_key
 
+if TYPE_CHECKING:
+    from dispatcher.core import Core
+
 log = dlog.get_logger()
 
 
-def promote_scheduled(d, queue_names: list[str], limit: int = 1000) -> int:
+def promote_scheduled(d: Core, queue_names: list[str], limit: int = 1000) -> int:
     """Move delayed step jobs whose time has come onto their queues; returns how many.
 
     RQ's own scheduler runs in a forked child process that survives a SIGKILLed
@@ -52,12 +57,12 @@ def promote_scheduled(d, queue_names: list[str], limit: int = 1000) -> int:
     return rq_glue.promote_due(d.rq, queue_names, limit)
 
 
-def _steps_pending(d, provider: str, step_ids: list[str | None]) -> list[bool]:
+def _steps_pending(d: Core, provider: str, step_ids: list[str | None]) -> list[bool]:
     """For each step job id: is it still in its queue or among the delayed (scheduled) steps?"""
     return rq_glue.steps_pending(d.rq, queue_name(provider), step_ids)
 
 
-def resume_orphans(d, provider: str, limit: int = 500) -> int:
+def resume_orphans(d: Core, provider: str, limit: int = 500) -> int:
     """Resume live generations whose lease expired; release the expired leases of the others.
 
     Reaping happens here, record by record, rather than with the capacity `reap`
@@ -101,7 +106,7 @@ SWEEP_EVERY = 30.0  # seconds between sweeps of a provider's parked jobs (leaks 
 _swept: dict[str, float] = {}
 
 
-def sweep_parked(d, provider: str, *, force: bool = False) -> int:
+def sweep_parked(d: Core, provider: str, *, force: bool = False) -> int:
     """`StepQueue.sweep_parked`, at most every SWEEP_EVERY seconds per provider in this process:
     it reads a few hundred keys, which a tick every second should not pay each time."""
     clock = time.monotonic()
@@ -111,7 +116,7 @@ def sweep_parked(d, provider: str, *, force: bool = False) -> int:
     return d.steps.sweep_parked(provider)
 
 
-def _stale_callbacks(d, entries: list[str]) -> list[str]:
+def _stale_callbacks(d: Core, entries: list[str]) -> list[str]:
     """The started-registry entries (`<job id>:<execution id>`) of callback jobs a dead worker left:
     no execution record, no worker key, or started more than deadline + GRACE ago (a live worker
     ends every delivery by its deadline) — and whose delivery lock is gone (it outlives the deadline)."""
@@ -131,7 +136,7 @@ def _stale_callbacks(d, entries: list[str]) -> list[str]:
     return stale
 
 
-def recover_callbacks(d, limit: int = 200) -> int:
+def recover_callbacks(d: Core, limit: int = 200) -> int:
     """Take over callback jobs whose worker died mid-delivery; returns how many.
 
     RQ would notice only when the job's started-registry entry expires (job timeout + 60 s) and
@@ -157,7 +162,7 @@ def recover_callbacks(d, limit: int = 200) -> int:
     return taken
 
 
-def tick(d, *, watch_horizon: float = 0.0) -> dict:
+def tick(d: Core, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
               "callbacks": recover_callbacks(d), "resumed": 0, "refreshed": 0, "unparked": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
@@ -173,7 +178,7 @@ def tick(d, *, watch_horizon: float = 0.0) -> dict:
 class MaintenanceLoop(threading.Thread):
     """Runs `tick` every interval while holding the cluster-wide maintenance lock."""
 
-    def __init__(self, d, interval: float):
+    def __init__(self, d: Core, interval: float):
         super().__init__(name="dispatcher-maintenance", daemon=True)
         self.d = d
         self.interval = interval

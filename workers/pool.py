@@ -22,7 +22,7 @@ from rq import SimpleWorker
 
 from dispatcher import logging as dlog
 from dispatcher import metrics, providers
-from dispatcher.client import Dispatcher
+from dispatcher.core import Core
 from dispatcher.connection import url_for
 from dispatcher.errors import ConfigurationError
 from dispatcher.secrets import check_key, check_settings_key
@@ -77,7 +77,7 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
     Redis going away never ends the process: RQ's loop quits on some Redis errors
     (and cannot start without Redis), so the loop starts a fresh RQ worker after a
     backoff (0.5 s doubling to 5 s, one log line each) instead of a crash loop."""
-    d = Dispatcher.from_url(settings=settings)
+    d = Core.from_settings(settings)
     check_key(d.vault, d.r, wait=True)  # a wrong DISPATCHER_SECRET_KEY stops here, before any job
     d.deferred_metrics = metrics.Deferred()  # samples ride on the steps' round trips (see metrics)
     install(d)

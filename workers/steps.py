@@ -12,6 +12,8 @@ and the create call carries the generation id as its idempotency key.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import time
 
@@ -25,6 +27,9 @@ from dispatcher.tokens import AccountUnusable, ensure_token
 
 from . import chain, faults
 from .context import dispatcher
+
+if TYPE_CHECKING:
+    from dispatcher.core import Core
 
 log = dlog.get_logger()
 POLL_RETRY_FACTOR = 3  # polls of an accepted job retry this many times longer than creates
@@ -50,7 +55,7 @@ class PollLag:
         self.samples: list[str] = []
         self.flushed = time.monotonic()
 
-    def add(self, d, due: float) -> None:
+    def add(self, d: Core, due: float) -> None:
         """One poll step started now; it was due at `due` (epoch s). Sample: "<due> <lag>"."""
         self.samples.append(f"{due:.3f} {time.time() - due:.4f}")
         if len(self.samples) >= self.BATCH or time.monotonic() - self.flushed > 1.0:
@@ -95,7 +100,7 @@ def _load(generation_id: str, step_id: str | None):
     return d, gen, d.accounts.decode(gen.provider, account)
 
 
-def _release(d, provider: str, generation_id: str) -> None:
+def _release(d: Core, provider: str, generation_id: str) -> None:
     # release is idempotent (a generation without a lease releases nothing): no HGET first
     d.dispatch(d.capacity(provider).release(generation_id))
 
@@ -170,21 +175,21 @@ def _start(generation_id: str, step_id: str | None = None) -> str:
     return "submitted"
 
 
-def _token(d, gen, account=None) -> str:
+def _token(d: Core, gen, account=None) -> str:
     return ensure_token(d, gen.provider, gen.account, account=account)
 
 
-def _poll_token(d, gen, account=None) -> str:
+def _poll_token(d: Core, gen, account=None) -> str:
     """Accepted upstream: a flagged account keeps polling while its token works."""
     return ensure_token(d, gen.provider, gen.account, flagged_ok=True, account=account)
 
 
-def _hold(d, gen, delay: float) -> None:
+def _hold(d: Core, gen, delay: float) -> None:
     """Keep the lease across a delayed retry, so maintenance does not resume it early."""
     d.capacity(gen.provider).renew(gen.id, ttl_ms=int((d.settings.lease_ttl + delay) * 1000))
 
 
-def _start_failed(d, gen, exc: UpstreamError) -> str:
+def _start_failed(d: Core, gen, exc: UpstreamError) -> str:
     verdict = judge(exc, d.settings)
     if verdict.action == RETRY and gen.maybe_on != gen.account:
         d.generations.update(gen.id, maybe_on=gen.account)  # the upstream may have accepted it
@@ -220,7 +225,7 @@ def _start_failed(d, gen, exc: UpstreamError) -> str:
     return _fail(d, gen, exc, allowed={ADMITTED})
 
 
-def _retry_start(d, gen, exc: UpstreamError, delay: float = 0.0) -> str:
+def _retry_start(d: Core, gen, exc: UpstreamError, delay: float = 0.0) -> str:
     retries = d.generations.incr(gen.id, "retries")
     if retries > d.settings.upstream_retries:
         return _fail(d, gen, exc, allowed={ADMITTED})
@@ -230,7 +235,7 @@ def _retry_start(d, gen, exc: UpstreamError, delay: float = 0.0) -> str:
     return "retrying"
 
 
-def _reroute(d, gen, exc: UpstreamError) -> str:
+def _reroute(d: Core, gen, exc: UpstreamError) -> str:
     """Not accepted upstream and the account left rotation: back to the head of the line, for
     another account; after MAX_REROUTES of them, failed with the last upstream answer."""
     if d.generations.incr(gen.id, "reroutes") > MAX_REROUTES:
@@ -242,7 +247,7 @@ def _reroute(d, gen, exc: UpstreamError) -> str:
     return "rerouted"
 
 
-def _fail(d, gen, exc: UpstreamError, *, allowed) -> str:
+def _fail(d: Core, gen, exc: UpstreamError, *, allowed) -> str:
     if d.generations.move(gen.id, allowed, FAILED, error=exc.message or f"upstream error {exc.status}",
                           error_code=exc.status):
         _release(d, gen.provider, gen.id)
@@ -263,7 +268,7 @@ def _poll(generation_id: str, step_id: str | None = None) -> str:
     return _check(d, gen, account=acct)
 
 
-def _check(d, gen, token: str | None = None, *, inline: bool = False, account=None) -> str:
+def _check(d: Core, gen, token: str | None = None, *, inline: bool = False, account=None) -> str:
     """One status call upstream, then finish, or renew the lease and schedule the next poll.
 
     `inline`: the start step's poll right after submitting (it does not count in `polls`,
@@ -301,7 +306,7 @@ def _check(d, gen, token: str | None = None, *, inline: bool = False, account=No
 _guarded_start, _guarded_poll = faults.guarded(_start), faults.guarded(_poll)  # bounded unexpected raises
 
 
-def _poll_failed(d, gen, exc: UpstreamError) -> str:
+def _poll_failed(d: Core, gen, exc: UpstreamError) -> str:
     verdict = judge(exc, d.settings)
     if verdict.action == COOLDOWN:
         d.cooldown_account(gen.provider, gen.account, verdict.cooldown)
@@ -327,7 +332,7 @@ def _poll_failed(d, gen, exc: UpstreamError) -> str:
     return _fail(d, gen, exc, allowed={SUBMITTED})
 
 
-def _finish(d, gen, result) -> str:
+def _finish(d: Core, gen, result) -> str:
     state = _STATES[result.state]
     values = {"progress": 1.0 if state == COMPLETED else result.progress}
     if state == COMPLETED:

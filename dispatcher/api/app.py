@@ -7,6 +7,8 @@ trace or secret ever reaches a response. Every route but `/health` demands
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 
 import redis
@@ -21,6 +23,9 @@ from ..logging import get_logger
 from ..secrets import api_tokens, token_matches
 from . import accounts, compat_routes, jobs, metrics, scheduler
 
+if TYPE_CHECKING:
+    from dispatcher.client import Dispatcher
+
 log = get_logger()
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})  # docs: schema only
 
@@ -33,7 +38,7 @@ async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
     """Every Redis error the routes let through: full (507), unavailable (503), anything else (500)."""
     if is_out_of_memory(exc):  # maxmemory reached (noeviction): the write was refused, nothing changed
         log.warning("redis out of memory", path=request.url.path)
-        return error(store_full(request.app.state.dispatcher.r).message, 507)
+        return error(store_full(request.app.state.dispatcher.core.r).message, 507)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)):
         log.warning("redis unavailable", error=type(exc).__name__)
         return error("Redis is unavailable; nothing was changed. Retry shortly.", 503, {"Retry-After": "5"})
@@ -41,7 +46,7 @@ async def redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
     return error("Internal error", 500)
 
 
-def create_app(dispatcher) -> FastAPI:
+def create_app(dispatcher: Dispatcher) -> FastAPI:
     """Build the app around a `Dispatcher` (the app never builds its own core)."""
     app = FastAPI(
         title="dispatcher",

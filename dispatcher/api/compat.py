@@ -24,6 +24,8 @@ a create is validated and not applied: the account's stored `maxJobs` governs ad
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 
 from starlette.requests import Request
@@ -34,6 +36,9 @@ from ..errors import DispatcherError, NotFound, ValidationError
 from ..generations import internal_id
 from ..providers import ProviderSpec
 from .jobs import parse_wait
+
+if TYPE_CHECKING:
+    from dispatcher.client import Dispatcher
 
 UPLOAD_LIMIT = 20 << 20  # bytes of one uploaded file
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -63,19 +68,19 @@ def _check_max_jobs(spec: ProviderSpec, value) -> None:
         raise ValidationError(f"Parameter maxJobs must be an integer between {low} and {high}, got {value!r}")
 
 
-def refuse_out_of_rotation(d, spec: ProviderSpec, pin: str | None) -> None:
+def refuse_out_of_rotation(d: Dispatcher, spec: ProviderSpec, pin: str | None) -> None:
     """useapi answers a create for an account that left rotation with its code (412 / 596).
 
     Reads plain fields only (nothing is decrypted), and in the usual case, some account in
     rotation, a constant number of them however many accounts there are."""
     if pin is not None:
-        account = d.accounts.summary(spec.name, pin)
+        account = d.core.accounts.summary(spec.name, pin)
         if account is not None and account.error:  # unknown: submit answers 404
             raise DispatcherError(f"Account {pin}: {account.error}", status=account.error_code)
         return
     if _one_in_rotation(d, spec):
         return
-    accounts = d.accounts.summaries(spec.name)
+    accounts = d.core.accounts.summaries(spec.name)
     if accounts and all(a.error for a in accounts):
         codes = {a.error_code for a in accounts}
         reasons = "; ".join(f"{a.id}: {a.error}" for a in accounts)
@@ -83,16 +88,16 @@ def refuse_out_of_rotation(d, spec: ProviderSpec, pin: str | None) -> None:
                               status=OUT_OF_CREDITS if codes == {OUT_OF_CREDITS} else ON_HOLD)
 
 
-def _one_in_rotation(d, spec: ProviderSpec) -> bool:
+def _one_in_rotation(d: Dispatcher, spec: ProviderSpec) -> bool:
     """True when a random account of the capacity table (the accounts without a flag) shows no
     error on its record either: then not every account is out of rotation. False says nothing
     (no account, or one caught between its flag and leaving the table): read them all."""
-    account = d.r.hrandfield(keys.cap(spec.name))
-    found = d.accounts.summary(spec.name, account) if account is not None else None
+    account = d.core.r.hrandfield(keys.cap(spec.name))
+    found = d.core.accounts.summary(spec.name, account) if account is not None else None
     return found is not None and not found.error
 
 
-def create(d, spec: ProviderSpec, operation: str, body: dict, query_wait) -> dict:
+def create(d: Dispatcher, spec: ProviderSpec, operation: str, body: dict, query_wait) -> dict:
     payload = dict(body)
     pin = _optional_str(payload, spec.id_field)
     reply_url = _optional_str(payload, "replyUrl")
@@ -107,35 +112,35 @@ def create(d, spec: ProviderSpec, operation: str, body: dict, query_wait) -> dic
     return shapes.render(handle.refresh())
 
 
-def find(d, spec: ProviderSpec, job_id: str):
+def find(d: Dispatcher, spec: ProviderSpec, job_id: str):
     """The generation behind a provider-shaped id (or an internal id of that provider), else 404."""
-    gen = d.generations.find(job_id)
+    gen = d.core.generations.find(job_id)
     if (gen is None or gen.provider != spec.name
             or (internal_id(job_id) != job_id and shapes.job_id(gen, spec.name) != job_id)):
         raise NotFound(f"{spec.shape.noun} {job_id} not found")
     return gen
 
 
-def status(d, spec: ProviderSpec, job_id: str) -> dict:
+def status(d: Dispatcher, spec: ProviderSpec, job_id: str) -> dict:
     return shapes.render(find(d, spec, job_id), spec.name)
 
 
-def cancel(d, spec: ProviderSpec, job_id: str) -> dict:
+def cancel(d: Dispatcher, spec: ProviderSpec, job_id: str) -> dict:
     gen = find(d, spec, job_id)
     return shapes.render(d.cancel(gen.id), spec.name)
 
 
-def upload(d, spec: ProviderSpec, account: str | None, data: bytes, name: str) -> tuple[str, dict]:
+def upload(d: Dispatcher, spec: ProviderSpec, account: str | None, data: bytes, name: str) -> tuple[str, dict]:
     if not data:
         raise ValidationError("Request body is empty: send the file's bytes")
     if not account:
-        ids = d.accounts.ids(spec.name)
+        ids = d.core.accounts.ids(spec.name)
         if not ids:
             raise NotFound(not_found_message(spec))
         if len(ids) > 1:
             raise ValidationError(f"Parameter {spec.id_field} is required when more than one account is configured")
         account = ids[0]
-    found = d.accounts.summary(spec.name, account)
+    found = d.core.accounts.summary(spec.name, account)
     if found is None:
         raise NotFound(not_found_message(spec))
     if found.error:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
 from ..shapes import scheduler_row
 
+if TYPE_CHECKING:
+    from dispatcher.client import Dispatcher
+
 router = APIRouter()
 
 
-def _executing(d, spec: ProviderSpec) -> list[dict]:
+def _executing(d: Dispatcher, spec: ProviderSpec) -> list[dict]:
     """useapi's `executing` rows: `{<id>, <account>, started (ISO), elapsed ("MM:SS"), replyUrl, replyRef}`;
     the id is the provider-shaped one for generations created through those endpoints."""
     rows = d.running(spec.name)
-    gens = d.generations.many([row["id"] for row in rows]) if rows else []
+    gens = d.core.generations.many([row["id"] for row in rows]) if rows else []
     return [scheduler_row(spec.name, spec.id_field, row, gen) for row, gen in zip(rows, gens)]
 
 

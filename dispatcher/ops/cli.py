@@ -61,7 +61,7 @@ def serve(host, port):
     s = _settings()
     d = _dispatcher()
     try:
-        check_key(d.vault, d.r)  # a wrong DISPATCHER_SECRET_KEY stops here, with the message
+        check_key(d.core.vault, d.core.r)  # a wrong DISPATCHER_SECRET_KEY stops here, with the message
     except StoreUnavailable:
         pass  # Redis away: the API starts anyway and answers 503 until it is back
     app = create_app(d)

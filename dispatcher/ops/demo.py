@@ -163,7 +163,7 @@ class Demo:
                     pending.discard("api")
                 if "dashboard" in pending and answers(http, self.dashboard_url):
                     pending.discard("dashboard")
-                if "workers" in pending and rq_glue.worker_count(self.d.rq) >= 2:
+                if "workers" in pending and rq_glue.worker_count(self.d.core.rq) >= 2:
                     pending.discard("workers")
                 if pending and time.monotonic() > deadline:
                     raise ConfigurationError(f"{', '.join(sorted(pending))} did not start within "
@@ -185,7 +185,7 @@ class Demo:
         return ids
 
     def snapshot(self, ids: list[str]) -> dict:
-        gens = [g for g in self.d.generations.many(ids) if g is not None]
+        gens = [g for g in self.d.core.generations.many(ids) if g is not None]
         counts = {s: 0 for s in STATES}
         for g in gens:
             counts[g.state] = counts.get(g.state, 0) + 1
@@ -230,7 +230,7 @@ class Demo:
 
     # -- summary ----------------------------------------------------------------------
     def summary(self, ids: list[str], elapsed: float) -> bool:
-        gens = [g for g in self.d.generations.many(ids) if g is not None]
+        gens = [g for g in self.d.core.generations.many(ids) if g is not None]
         ok = sum(1 for g in gens if g.state == COMPLETED) == len(ids)
         self.say("")
         for line in outcome_lines(gens, len(ids), elapsed, self.accounts):

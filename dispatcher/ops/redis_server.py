@@ -32,7 +32,7 @@ from pathlib import Path
 import redis
 
 from ..errors import ConfigurationError
-from ..logging import MASK, get_logger, mask_url, register_secret
+from ..logging import MASK, get_logger, register_secret
 from ..secret_files import read_or_create
 
 PASSWORD_FILE = "redis_password"

@@ -175,9 +175,9 @@ def test_unknown_account_is_404(api, sandbox):
 
 def test_repost_replaces_credentials_and_clears_error(api, sandbox, dispatcher):
     res, email, _ = create(api, sandbox, "runwayml", max_jobs=2)
-    first_token = dispatcher.accounts.get(__import__("dispatcher.providers", fromlist=["get"]).get("runwayml"),
+    first_token = dispatcher.core.accounts.get(__import__("dispatcher.providers", fromlist=["get"]).get("runwayml"),
                                           email).session.token
-    dispatcher.flag_account("runwayml", email, "Session refresh failed, update the account")
+    dispatcher.core.flag_account("runwayml", email, "Session refresh failed, update the account")
     assert api.get(f"/v1/runwayml/accounts/{email}").json()["error"].startswith("Session refresh failed")
     assert dispatcher.available("runwayml")["accounts"][email]["eligible"] is False
 
@@ -186,7 +186,7 @@ def test_repost_replaces_credentials_and_clears_error(api, sandbox, dispatcher):
     assert res.status_code == 200
     view = res.json()
     assert "error" not in view and view["maxJobs"] == 7
-    account = dispatcher.accounts.get(__import__("dispatcher.providers", fromlist=["get"]).get("runwayml"), email)
+    account = dispatcher.core.accounts.get(__import__("dispatcher.providers", fromlist=["get"]).get("runwayml"), email)
     assert account.credentials["password"] == "new-password" and account.session.token != first_token
     snap = dispatcher.available("runwayml")["accounts"][email]
     assert snap["eligible"] is True and snap["maxJobs"] == 7

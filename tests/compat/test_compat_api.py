@@ -121,7 +121,7 @@ def test_accounts_out_of_rotation_answer_412_or_596(upstream, live_api, dispatch
     upstream.pixverse("y@example.com", 2)
     for email, error in zip(("x@example.com", "y@example.com"), errors):
         if error:  # the code a flag carries is the verdict's (health.judge), typed, not read from its text
-            dispatcher.flag_account("pixverse", email, error, code=412 if error.startswith("Out of credits") else 596)
+            dispatcher.core.flag_account("pixverse", email, error, code=412 if error.startswith("Out of credits") else 596)
     res = live_api.post("/v2/pixverse/videos/create", json={"email": "x@example.com", "prompt": "p"})
     assert res.status_code == pinned_code and res.json() == {"error": res.json()["error"], "code": pinned_code}
     assert errors[0] in res.json()["error"]

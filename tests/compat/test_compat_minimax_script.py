@@ -113,7 +113,7 @@ def test_minimax_script_flow(upstream, live_api, sandbox, fleet, settings, dispa
     upstream.minimax("100001", 1, duration=0.6)
     upstream.minimax("100002", 1, duration=0.6)
     upstream.minimax("100003", 2, duration=0.6)
-    dispatcher.flag_account("minimax", "100003", "Session refresh failed 2026-01-19T14:31:15.000Z, update the account")
+    dispatcher.core.flag_account("minimax", "100003", "Session refresh failed 2026-01-19T14:31:15.000Z, update the account")
 
     def start_workers():
         if not fleet.procs:

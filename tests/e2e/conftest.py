@@ -13,8 +13,8 @@ def steps(dispatcher):
     from workers import context
     from workers import steps as step_functions
 
-    previous = context._dispatcher
-    dispatcher.deferred_metrics = metrics.Deferred()
-    context.install(dispatcher)
+    previous = context._core
+    dispatcher.core.deferred_metrics = metrics.Deferred()
+    context.install(dispatcher.core)
     yield step_functions
-    context._dispatcher = previous
+    context._core = previous

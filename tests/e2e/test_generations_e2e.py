@@ -60,7 +60,7 @@ def wait_all(dispatcher, ids, timeout):
     deadline = time.monotonic() + timeout
     pending = set(ids)
     while pending and time.monotonic() < deadline:
-        gens = dict(zip(list(pending), dispatcher.generations.many(list(pending))))
+        gens = dict(zip(list(pending), dispatcher.core.generations.many(list(pending))))
         pending = {gid for gid, g in gens.items() if g is None or not g.terminal}
         time.sleep(0.25)
     return pending
@@ -82,7 +82,7 @@ def test_200_generations_balance_without_violations(dispatcher, sandbox, fleet, 
             pinned[handle.id] = account
 
     assert not wait_all(dispatcher, ids, timeout=240), fleet.logs()[-3000:]
-    gens = dispatcher.generations.many(ids)
+    gens = dispatcher.core.generations.many(ids)
     assert all(g.state == "completed" for g in gens), [(g.id, g.state, g.error) for g in gens if g.state != "completed"]
     per_account = {}
     for g in gens:
@@ -110,8 +110,8 @@ def test_200_generations_balance_without_violations(dispatcher, sandbox, fleet, 
         time.sleep(0.2)
     by_id = {}
     for body, raw, legacy, signature in receiver.received:
-        assert verify(dispatcher.callback_secret, raw, signature)
-        expected = "sha256=" + hmac.new(dispatcher.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
+        assert verify(dispatcher.core.callback_secret, raw, signature)
+        expected = "sha256=" + hmac.new(dispatcher.core.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(legacy, expected)
         by_id.setdefault(body["id"], []).append(body)
     assert set(by_id) == set(ids)
@@ -174,7 +174,7 @@ def test_job_endpoints_read_and_cancel(api, dispatcher, sandbox):
 
 def test_refused_submission_still_starts_waiters_the_pump_admitted(dispatcher, sandbox):
     register(dispatcher, sandbox, {"cool@example.com": 1})
-    dispatcher.cooldown_account("runwayml", "cool@example.com", 0.3)
+    dispatcher.core.cooldown_account("runwayml", "cool@example.com", 0.3)
     waiter = dispatcher.submit("runwayml", "text_to_video", {"promptText": "waits out the cooldown"})
     assert waiter.status == "waiting"
     time.sleep(0.5)  # the cooldown ends without any event: the next script's pump admits the waiter

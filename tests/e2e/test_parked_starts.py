@@ -33,11 +33,11 @@ def _submit(dispatcher, n=1, **kw):
 
 
 def _deferred(dispatcher) -> list[str]:
-    return DeferredJobRegistry(QUEUE, connection=dispatcher.rq).get_job_ids()
+    return DeferredJobRegistry(QUEUE, connection=dispatcher.core.rq).get_job_ids()
 
 
 def _queued(dispatcher) -> list[str]:
-    return [j.decode() for j in dispatcher.rq.lrange(f"rq:queue:{QUEUE}", 0, -1)]
+    return [j.decode() for j in dispatcher.core.rq.lrange(f"rq:queue:{QUEUE}", 0, -1)]
 
 
 def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues_it(dispatcher, sandbox):
@@ -47,23 +47,23 @@ def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues
     # admitted at submit: its parked job was enqueued by acquire itself, nothing left parked
     assert running.state == ADMITTED and running.parked is None and _queued(dispatcher) == [running.step]
     assert waiting.state == WAITING and waiting.parked and _deferred(dispatcher) == [waiting.parked]
-    job = Job.fetch(waiting.parked, connection=dispatcher.rq)
+    job = Job.fetch(waiting.parked, connection=dispatcher.core.rq)
     assert job.get_status() == "deferred" and job.args == (second, waiting.parked)
     assert job.description == f"{PROVIDER} start {second} on -"
 
     before = datetime.now(timezone.utc)
-    admitted = dispatcher.capacity(PROVIDER).release(first)
+    admitted = dispatcher.core.capacity(PROVIDER).release(first)
     assert [(a.generation_id, a.account, a.enqueued) for a in admitted] == [(second, account, True)]
     gen = dispatcher.get(second)
     assert (gen.state, gen.account, gen.step, gen.parked) == (ADMITTED, account, waiting.parked, None)
     assert gen.admitted_at is not None and gen.due == gen.admitted_at
-    job = Job.fetch(waiting.parked, connection=dispatcher.rq)
+    job = Job.fetch(waiting.parked, connection=dispatcher.core.rq)
     assert job.get_status() == "queued" and job.description == f"{PROVIDER} start {second} on {account}"
     assert abs(job.enqueued_at.replace(tzinfo=timezone.utc) - before) < timedelta(seconds=5)
     assert waiting.parked in _queued(dispatcher) and _deferred(dispatcher) == []
-    assert dispatcher.rq.sismember("rq:queues", f"rq:queue:{QUEUE}")
+    assert dispatcher.core.rq.sismember("rq:queues", f"rq:queue:{QUEUE}")
     # dispatch has nothing left to enqueue: the queue holds exactly the two start jobs
-    dispatcher.dispatch(admitted)
+    dispatcher.core.dispatch(admitted)
     assert _queued(dispatcher) == [running.step, waiting.parked]
 
 
@@ -79,7 +79,7 @@ def test_an_admission_is_never_recorded_before_its_creation(dispatcher, sandbox,
     ids = _submit(dispatcher, 5)  # two admitted at submit, three by the releases below
     monkeypatch.setattr(client.time, "time", real)
     for gid in ids[:3]:
-        dispatcher.capacity(PROVIDER).release(gid)
+        dispatcher.core.capacity(PROVIDER).release(gid)
     gens = [dispatcher.get(gid) for gid in ids]
     assert all(g.state == ADMITTED for g in gens)
     assert all(g.admitted_at >= g.created and g.due == g.admitted_at for g in gens), \
@@ -91,8 +91,8 @@ def test_canceling_a_waiting_generation_deletes_its_parked_job(dispatcher, sandb
     first, second = _submit(dispatcher, 2)
     parked = dispatcher.get(second).parked
     assert dispatcher.cancel(second).state == CANCELED
-    assert not dispatcher.rq.exists(Job.key_for(parked)) and _deferred(dispatcher) == []
-    assert dispatcher.capacity(PROVIDER).release(first) == []  # nobody left to admit
+    assert not dispatcher.core.rq.exists(Job.key_for(parked)) and _deferred(dispatcher) == []
+    assert dispatcher.core.capacity(PROVIDER).release(first) == []  # nobody left to admit
     assert _queued(dispatcher) == [dispatcher.get(first).step]
 
 
@@ -115,17 +115,17 @@ def test_an_admission_without_its_parked_job_is_enqueued_by_dispatch(dispatcher,
     first, second = _submit(dispatcher, 2)
     parked = dispatcher.get(second).parked
     if older == "record without a parked job":
-        dispatcher.r.hdel(keys.generation(PROVIDER, second), "parked")
-    dispatcher.rq.delete(Job.key_for(parked))
-    dispatcher.rq.zrem(DeferredJobRegistry(QUEUE, connection=dispatcher.rq).key, parked)
+        dispatcher.core.r.hdel(keys.generation(PROVIDER, second), "parked")
+    dispatcher.core.rq.delete(Job.key_for(parked))
+    dispatcher.core.rq.zrem(DeferredJobRegistry(QUEUE, connection=dispatcher.core.rq).key, parked)
 
-    admitted = dispatcher.capacity(PROVIDER).release(first)
+    admitted = dispatcher.core.capacity(PROVIDER).release(first)
     assert [(a.generation_id, a.enqueued) for a in admitted] == [(second, False)]
     assert dispatcher.get(second).state == WAITING  # the script did not touch the record
-    dispatcher.dispatch(admitted)
+    dispatcher.core.dispatch(admitted)
     gen = dispatcher.get(second)
     assert gen.state == ADMITTED and gen.account == account and gen.step not in (None, parked)
-    assert Job.fetch(gen.step, connection=dispatcher.rq).get_status() == "queued"
+    assert Job.fetch(gen.step, connection=dispatcher.core.rq).get_status() == "queued"
     assert dispatcher.get(second).parked is None
 
 
@@ -135,10 +135,10 @@ def test_a_requeued_generation_gets_a_fresh_parked_job(dispatcher, sandbox):
     _account(dispatcher, sandbox)
     (gen_id,) = _submit(dispatcher, 1)
     old_step = dispatcher.get(gen_id).step
-    dispatcher.requeue(gen_id)  # the slot it gives back is free: admitted again at once
+    dispatcher.core.requeue(gen_id)  # the slot it gives back is free: admitted again at once
     gen = dispatcher.get(gen_id)
     assert gen.state == ADMITTED and gen.step != old_step and gen.parked is None
-    assert Job.fetch(gen.step, connection=dispatcher.rq).get_status() == "queued"
+    assert Job.fetch(gen.step, connection=dispatcher.core.rq).get_status() == "queued"
     assert _queued(dispatcher) == [old_step, gen.step]
 
 
@@ -160,12 +160,12 @@ def test_a_release_made_for_a_canceled_waiter_does_not_enqueue_the_next_one_twic
     _account(dispatcher, sandbox)
     running, canceling, waiting = _submit(dispatcher, 3)
     parked = dispatcher.get(waiting).parked
-    assert dispatcher.generations.move(canceling, {WAITING}, CANCELED, error="canceled")
-    admitted = dispatcher.capacity(PROVIDER).release(running)
+    assert dispatcher.core.generations.move(canceling, {WAITING}, CANCELED, error="canceled")
+    admitted = dispatcher.core.capacity(PROVIDER).release(running)
     assert [(a.generation_id, a.enqueued) for a in admitted] == [(canceling, False)]
-    dispatcher.dispatch(admitted)
+    dispatcher.core.dispatch(admitted)
     gen = dispatcher.get(waiting)
-    assert gen.state == ADMITTED and dispatcher.capacity(PROVIDER).holder(waiting) == gen.account
+    assert gen.state == ADMITTED and dispatcher.core.capacity(PROVIDER).holder(waiting) == gen.account
     # its parked job, once (the canceled one's start, enqueued with the failed move, exits at once)
     assert gen.step == parked and [j for j in _queued(dispatcher) if j.startswith(waiting)] == [parked]
 
@@ -174,10 +174,10 @@ def test_a_cancel_that_reads_a_waiting_record_cancels_it_once_admitted(dispatche
     _account(dispatcher, sandbox)
     running, waiting = _submit(dispatcher, 2)
     stale = dispatcher.get(waiting)
-    dispatcher.dispatch(dispatcher.capacity(PROVIDER).release(running))  # admitted after the read
+    dispatcher.core.dispatch(dispatcher.core.capacity(PROVIDER).release(running))  # admitted after the read
     reads = iter([stale])
-    real_get = dispatcher.generations.get
-    monkeypatch.setattr(dispatcher.generations, "get", lambda gid: next(reads, None) or real_get(gid))
+    real_get = dispatcher.core.generations.get
+    monkeypatch.setattr(dispatcher.core.generations, "get", lambda gid: next(reads, None) or real_get(gid))
     assert dispatcher.cancel(waiting).state == CANCELED
 
 
@@ -187,11 +187,11 @@ def test_maintenance_sweeps_parked_jobs_nobody_waits_for(dispatcher, sandbox):
     _account(dispatcher, sandbox)
     _, left_behind, still_waiting = _submit(dispatcher, 3)
     orphan, kept = dispatcher.get(left_behind).parked, dispatcher.get(still_waiting).parked
-    assert dispatcher.generations.move(left_behind, {WAITING}, ADMITTED, account="elsewhere")
-    assert dispatcher.steps.sweep_parked(PROVIDER) == 1
-    assert _deferred(dispatcher) == [kept] and not dispatcher.rq.exists(Job.key_for(orphan))
-    assert Job.fetch(kept, connection=dispatcher.rq).get_status() == "deferred"
-    assert dispatcher.steps.sweep_parked(PROVIDER) == 0
+    assert dispatcher.core.generations.move(left_behind, {WAITING}, ADMITTED, account="elsewhere")
+    assert dispatcher.core.steps.sweep_parked(PROVIDER) == 1
+    assert _deferred(dispatcher) == [kept] and not dispatcher.core.rq.exists(Job.key_for(orphan))
+    assert Job.fetch(kept, connection=dispatcher.core.rq).get_status() == "deferred"
+    assert dispatcher.core.steps.sweep_parked(PROVIDER) == 0
 
 
 def test_the_maintenance_tick_sweeps_each_provider_at_most_every_sweep_interval(dispatcher, sandbox, monkeypatch):
@@ -200,10 +200,10 @@ def test_the_maintenance_tick_sweeps_each_provider_at_most_every_sweep_interval(
     monkeypatch.setattr(maintenance, "_swept", {})
     _account(dispatcher, sandbox)
     _, first, second = _submit(dispatcher, 3)
-    assert dispatcher.generations.move(first, {WAITING}, ADMITTED, account="elsewhere")
-    assert maintenance.tick(dispatcher)["unparked"] == 1
-    assert dispatcher.generations.move(second, {WAITING}, ADMITTED, account="elsewhere")
-    assert maintenance.tick(dispatcher)["unparked"] == 0  # swept a moment ago: not yet
+    assert dispatcher.core.generations.move(first, {WAITING}, ADMITTED, account="elsewhere")
+    assert maintenance.tick(dispatcher.core)["unparked"] == 1
+    assert dispatcher.core.generations.move(second, {WAITING}, ADMITTED, account="elsewhere")
+    assert maintenance.tick(dispatcher.core)["unparked"] == 0  # swept a moment ago: not yet
     assert len(_deferred(dispatcher)) == 1
-    assert maintenance.sweep_parked(dispatcher, PROVIDER, force=True) == 1
+    assert maintenance.sweep_parked(dispatcher.core, PROVIDER, force=True) == 1
     assert _deferred(dispatcher) == []

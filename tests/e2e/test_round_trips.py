@@ -54,7 +54,7 @@ def test_a_submission_that_waits_is_one_round_trip(dispatcher, sandbox):
         second = dispatcher.submit("runwayml", "gen3turbo/create", {"promptText": "waits"})
     assert len(sent) == 1, "existence check, record and admission go in one round trip"
     assert dispatcher.get(second.id).state == WAITING
-    assert dispatcher.capacity("runwayml").position(second.id) == 1
+    assert dispatcher.core.capacity("runwayml").position(second.id) == 1
     assert dispatcher.get(first.id).state != WAITING
 
 
@@ -83,24 +83,24 @@ def _count(r) -> float:
 
 
 def test_deferred_samples_wait_for_a_ride_or_a_flush(dispatcher, r):
-    dispatcher.deferred_metrics = metrics.Deferred()
-    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
-    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    dispatcher.core.deferred_metrics = metrics.Deferred()
+    metrics.cooldown(dispatcher.core, "runwayml", "a@example.com")
+    metrics.cooldown(dispatcher.core, "runwayml", "a@example.com")
     assert _count(r) == 0, "a worker's samples are not sent on their own"
 
     pipe = r.pipeline(transaction=False)
     pipe.ping()
-    assert metrics.ride(dispatcher, pipe) is None, "samples younger than RIDE_AGE wait for more"
-    dispatcher.deferred_metrics.RIDE_AGE = 0.0
-    riding = metrics.ride(dispatcher, pipe)
+    assert metrics.ride(dispatcher.core, pipe) is None, "samples younger than RIDE_AGE wait for more"
+    dispatcher.core.deferred_metrics.RIDE_AGE = 0.0
+    riding = metrics.ride(dispatcher.core, pipe)
     assert len(riding.ints) + len(riding.floats) == 1  # two increments of one field: merged into one command
     assert pipe.execute()[0] is True
     assert _count(r) == 2
 
-    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
-    metrics.flush(dispatcher)
+    metrics.cooldown(dispatcher.core, "runwayml", "a@example.com")
+    metrics.flush(dispatcher.core)
     assert _count(r) == 3
-    metrics.flush(dispatcher)  # nothing left: nothing sent twice
+    metrics.flush(dispatcher.core)  # nothing left: nothing sent twice
     assert _count(r) == 3
 
 
@@ -108,7 +108,7 @@ def test_samples_of_a_failed_round_trip_wait_for_the_next(settings):
     from dispatcher.client import Dispatcher
     from dispatcher.ops.redis_server import free_port
 
-    away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings)  # nothing listens there
+    away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings).core  # nothing listens there
     try:
         away.deferred_metrics = metrics.Deferred()
         metrics.cooldown(away, "runwayml", "a@example.com")
@@ -121,11 +121,11 @@ def test_samples_of_a_failed_round_trip_wait_for_the_next(settings):
 
 
 def test_overdue_deferred_samples_go_out_with_the_next_hook(dispatcher, r, monkeypatch):
-    dispatcher.deferred_metrics = deferred = metrics.Deferred()
-    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    dispatcher.core.deferred_metrics = deferred = metrics.Deferred()
+    metrics.cooldown(dispatcher.core, "runwayml", "a@example.com")
     assert _count(r) == 0
     monkeypatch.setattr(deferred, "MAX_AGE", -1.0)  # the kept samples are now overdue
-    metrics.cooldown(dispatcher, "runwayml", "a@example.com")
+    metrics.cooldown(dispatcher.core, "runwayml", "a@example.com")
     assert _count(r) == 2
 
 
@@ -133,8 +133,8 @@ def test_closing_a_dispatcher_flushes_its_deferred_samples(settings, r, sandbox)
     from dispatcher.client import Dispatcher
 
     d = Dispatcher(settings.redis_url, settings)
-    d.deferred_metrics = metrics.Deferred()
-    metrics.cooldown(d, "runwayml", "a@example.com")
+    d.core.deferred_metrics = metrics.Deferred()
+    metrics.cooldown(d.core, "runwayml", "a@example.com")
     d.close()
     assert _count(r) == 1
 
@@ -147,7 +147,7 @@ def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sand
     the account's token is not read again."""
     from rq.job import Job
 
-    monkeypatch.setattr(dispatcher, "settings", dispatcher.settings.with_(chain_starts=0))
+    monkeypatch.setattr(dispatcher.core, "settings", dispatcher.settings.with_(chain_starts=0))
 
     sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000001", "concurrency": 1,
                                           "duration": 0}).raise_for_status()
@@ -157,18 +157,18 @@ def test_an_instant_generation_is_three_round_trips_of_its_step(dispatcher, sand
     # the first one loads every script into Redis (a fresh server's cache is empty)
     assert steps.start(ids[0], dispatcher.get(ids[0]).step) == "completed"
     # the queued step job itself, run as a worker runs it: the one its submission parked
-    job = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
+    job = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.core.rq)
     assert job.args == (ids[1], job.id) and job.get_status() == "queued"
     waiter = dispatcher.get(ids[2])
-    assert waiter.state == WAITING and Job.fetch(waiter.parked, connection=dispatcher.rq).get_status() == "deferred"
+    assert waiter.state == WAITING and Job.fetch(waiter.parked, connection=dispatcher.core.rq).get_status() == "deferred"
     with round_trips() as sent:
         assert job.perform() == "completed"
     assert len(sent) == 3, [_names(c) for c in sent]
     admitted = dispatcher.get(ids[2])
     assert admitted.state == "admitted" and admitted.step == waiter.parked and admitted.parked is None
-    assert dispatcher.rq.lpos(f"rq:queue:dispatcher.riffusion", waiter.parked) is not None
-    metrics.flush(dispatcher)
-    counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.r)["dispatcher_steps"]}
+    assert dispatcher.core.rq.lpos(f"rq:queue:dispatcher.riffusion", waiter.parked) is not None
+    metrics.flush(dispatcher.core)
+    counted = {tuple(sorted(labels.items())): v for labels, _, v in metrics.stored(dispatcher.core.r)["dispatcher_steps"]}
     assert counted == {(("provider", "riffusion"), ("result", "completed"), ("step", "start")): 2.0}
 
 
@@ -191,17 +191,17 @@ def test_a_chain_of_instant_generations_is_three_round_trips_each_and_one_to_rec
     ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}", "sandbox_duration": 0}).id
            for i in range(3)]
     step = dispatcher.get(ids[0]).step
-    dispatcher.rq.ping()  # RQ's connection is open in a worker: its handshake is not the chain's
+    dispatcher.core.rq.ping()  # RQ's connection is open in a worker: its handshake is not the chain's
     with round_trips() as sent:
         assert steps.start(ids[0], step) == "completed"
     assert len(sent) == 3 * 3 + 1, "\n".join(_names(c) for c in sent)
-    finished = FinishedJobRegistry("dispatcher.riffusion", connection=dispatcher.rq).get_job_ids()
+    finished = FinishedJobRegistry("dispatcher.riffusion", connection=dispatcher.core.rq).get_job_ids()
     for gen_id in ids[1:]:
         gen = dispatcher.get(gen_id)
-        job = Job.fetch(gen.step, connection=dispatcher.rq)
+        job = Job.fetch(gen.step, connection=dispatcher.core.rq)
         assert gen.state == "completed" and job.get_status() == "finished" and job.id in finished
         assert job.description == f"riffusion start {gen_id} on {account}"
-        assert dispatcher.rq.lpos("rq:queue:dispatcher.riffusion", job.id) is None, "not left for another worker"
+        assert dispatcher.core.rq.lpos("rq:queue:dispatcher.riffusion", job.id) is None, "not left for another worker"
     assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
 
 
@@ -214,8 +214,8 @@ def test_a_poll_that_finds_the_upstream_busy_is_two_round_trips(dispatcher, sand
     account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000002", "maxJobs": 2})["user_id"]
     ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}"}).id for i in range(2)]
     for gen_id in ids:  # start both (the first loads every script); each schedules its first poll
-        assert Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.rq).perform() == "submitted"
-    poll = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.rq)
+        assert Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.core.rq).perform() == "submitted"
+    poll = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.core.rq)
     assert poll.func_name == "workers.steps.poll"
     with round_trips() as sent:
         assert poll.perform() == "polling"

@@ -79,12 +79,12 @@ def wait_all(d, ids, timeout: float) -> dict:
     done: dict = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(ids):
-        for gen_id, gen in zip(ids, d.generations.many([i for i in ids])):
+        for gen_id, gen in zip(ids, d.core.generations.many([i for i in ids])):
             if gen is not None and gen.terminal:
                 done[gen_id] = gen
         if len(done) < len(ids):
             if time.monotonic() >= deadline:
-                live = {g: (x.state if x else None) for g, x in zip(ids, d.generations.many(ids))
+                live = {g: (x.state if x else None) for g, x in zip(ids, d.core.generations.many(ids))
                         if g not in done}
                 raise AssertionError(f"{len(live)} generations not finished after {timeout}s: "
                                      f"{dict(list(live.items())[:10])}")

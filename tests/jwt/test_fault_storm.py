@@ -63,7 +63,7 @@ def test_fault_storm_ends_every_generation_and_flags_exactly_the_right_accounts(
     # none lost, nothing left holding a slot or waiting
     snap = dispatcher.available(RUNWAY)
     assert snap["waiting"] == 0 and all(a["executing"] == 0 for a in snap["accounts"].values())
-    assert dispatcher.capacity(RUNWAY).running() == []
+    assert dispatcher.core.capacity(RUNWAY).running() == []
 
     # the upstream's view: no oversubscription, no double submission, no expired token
     stats = upstreams.stats(RUNWAY)

@@ -24,13 +24,13 @@ def settings(settings):
 def test_expiring_minimax_account_leaves_rotation_and_its_queue_moves(dispatcher, upstreams, fleet, helpers, sandbox):
     expiring = upstreams.account(MM, "7000001", 3, jwt_lifetime=LIFETIME)
     others = [upstreams.account(MM, "7000002", 2), upstreams.account(MM, "7000003", 2)]
-    session = dispatcher.accounts.get(providers.get(MM), expiring).session
-    margin = dispatcher.refresh_margin(session)
+    session = dispatcher.core.accounts.get(providers.get(MM), expiring).session
+    margin = dispatcher.core.refresh_margin(session)
     assert margin == pytest.approx(LIFETIME / 2)
 
     # no worker yet: 3 generations are admitted on the expiring account, 2 on each other, 2 wait
     ids = [dispatcher.submit(MM, "video", {"prompt": f"mm {i}", "sandbox_duration": 0.5}).id for i in range(9)]
-    gens = dispatcher.generations.many(ids)
+    gens = dispatcher.core.generations.many(ids)
     queued_on_expiring = [g.id for g in gens if g.account == expiring]
     assert len(queued_on_expiring) == 3 and sum(g.state == "waiting" for g in gens) == 2
 
@@ -44,7 +44,7 @@ def test_expiring_minimax_account_leaves_rotation_and_its_queue_moves(dispatcher
     print(f"\n9 generations done {time.monotonic() - began:.1f}s after the workers were started")
     view = dispatcher.account_view(MM, expiring)
     assert "cannot be refreshed; POST the account with a new token" in view["error"]
-    flagged_at = dispatcher.accounts.get(providers.get(MM), expiring).error_at
+    flagged_at = dispatcher.core.accounts.get(providers.get(MM), expiring).error_at
     assert flagged_at is not None and flagged_at < session.expires_at, (flagged_at, session.expires_at)
     assert {g.state for g in done.values()} == {"completed"}
     assert {g.account for g in done.values()} <= set(others)  # the queued work ran elsewhere

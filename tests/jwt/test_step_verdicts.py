@@ -30,10 +30,10 @@ def steps(dispatcher):
     from workers import context
     from workers import steps as step_functions
 
-    previous = context._dispatcher
-    context.install(dispatcher)
+    previous = context._core
+    context.install(dispatcher.core)
     yield step_functions
-    context._dispatcher = previous
+    context._core = previous
 
 
 def admitted_on(dispatcher, upstreams, faulty_options: dict, *, duration: float = 5.0):
@@ -72,10 +72,10 @@ def test_a_rerouted_generation_keeps_its_turn_at_the_head_of_the_line(dispatcher
     busy = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "takes good's slot", "sandbox_duration": 5}).id
     later = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "arrived later", "sandbox_duration": 5}).id
     assert [dispatcher.get(g).account for g in (first, busy)] == [bad, good]
-    assert dispatcher.capacity(RUNWAY).position(later) == 1
+    assert dispatcher.core.capacity(RUNWAY).position(later) == 1
 
     assert steps.start(first) == "rerouted"
-    cap = dispatcher.capacity(RUNWAY)
+    cap = dispatcher.core.capacity(RUNWAY)
     assert (cap.position(first), cap.position(later)) == (1, 2)
     assert dispatcher.get(first).state == "waiting"
 
@@ -85,13 +85,13 @@ def test_a_generation_that_every_account_throttles_fails_after_max_reroutes(disp
     up and cool it down, for ever: after MAX_REROUTES it fails with the upstream's answer."""
     accounts = [upstreams.account(RUNWAY, f"busy{i}@example.com", 1, faults={"429": 1.0}) for i in range(2)]
     gen_id = dispatcher.submit(RUNWAY, "gen3a_turbo", {"prompt": "p", "sandbox_duration": 1}).id
-    cap, outcomes = dispatcher.capacity(RUNWAY), []
+    cap, outcomes = dispatcher.core.capacity(RUNWAY), []
     for _ in range(steps.MAX_REROUTES + 3):
         outcomes.append(steps.start(gen_id))
         if outcomes[-1] != "rerouted":
             break
         for account in accounts:  # time passes: the cooldowns end, the head of the line is admitted
-            dispatcher.dispatch(cap.set_cooldown(account, None))
+            dispatcher.core.dispatch(cap.set_cooldown(account, None))
     assert outcomes == ["rerouted"] * steps.MAX_REROUTES + ["failed"]
     gen = dispatcher.get(gen_id)
     assert (gen.state, gen.error_code, gen.error) == ("failed", 429, "Too many requests")
@@ -105,10 +105,10 @@ def test_596_holds_the_account_then_it_returns_by_itself(dispatcher, upstreams, 
     assert view["error"] == "Account on hold (596): Account on hold"
     assert view["errorUntil"] == pytest.approx(time.time() + 1.0, abs=0.5) and view["errorUntilUTC"].endswith("Z")
     assert not eligible(dispatcher, bad) and dispatcher.get(gen_id).account == good
-    dispatcher.unflag_expired(RUNWAY)
+    dispatcher.core.unflag_expired(RUNWAY)
     assert "error" in dispatcher.account_view(RUNWAY, bad)  # the hold is not over yet
     time.sleep(max(0.0, view["errorUntil"] - time.time()) + 0.05)
-    dispatcher.unflag_expired(RUNWAY)  # what the maintenance tick does
+    dispatcher.core.unflag_expired(RUNWAY)  # what the maintenance tick does
     assert "error" not in dispatcher.account_view(RUNWAY, bad) and eligible(dispatcher, bad)
 
 
@@ -171,7 +171,7 @@ def test_5xx_retries_on_the_same_account_then_fails_with_the_upstreams_reason(di
 def test_accepted_generation_keeps_polling_on_a_flagged_account(dispatcher, upstreams, steps, sandbox):
     gen_id, bad, good = admitted_on(dispatcher, upstreams, {})
     assert steps.start(gen_id) == "submitted"
-    dispatcher.flag_account(RUNWAY, bad, "Out of credits (412): Insufficient credits", code=412)
+    dispatcher.core.flag_account(RUNWAY, bad, "Out of credits (412): Insufficient credits", code=412)
     assert steps.poll(gen_id) == "polling"  # its token still works: the upstream job is followed
     assert dispatcher.get(gen_id).state == "submitted"
     # the token stops working and cannot be renewed: the generation fails with a clear reason
@@ -186,15 +186,15 @@ def test_accepted_generation_keeps_polling_on_a_flagged_account(dispatcher, upst
 def test_account_view_shows_error_cooldown_expiry_and_last_refresh_masked(dispatcher, upstreams):
     account = upstreams.account(RUNWAY, "view@example.com", 3, jwt_lifetime=600)
     view = dispatcher.account_view(RUNWAY, account)
-    session = dispatcher.accounts.get(providers.get(RUNWAY), account).session
+    session = dispatcher.core.accounts.get(providers.get(RUNWAY), account).session
     assert view["tokenExpires"] == session.expires_at and view["tokenExpiresUTC"].endswith("Z")
     assert abs(view["lastRefreshed"] - time.time()) < 5 and view["lastRefreshedUTC"].endswith("Z")
     assert not {"error", "errorUTC", "errorUntil", "cooldownUntil"} & set(view)
     assert view["password"] == "…secured…" and "…secured…" in view["jwt"]["token"]
     assert session.token not in str(view)
 
-    dispatcher.cooldown_account(RUNWAY, account, 30)
-    dispatcher.flag_account(RUNWAY, account, "Account on hold (596): Account on hold", hold=60)
+    dispatcher.core.cooldown_account(RUNWAY, account, 30)
+    dispatcher.core.flag_account(RUNWAY, account, "Account on hold (596): Account on hold", hold=60)
     listed = dispatcher.list_accounts(RUNWAY)[account]
     assert listed["cooldownUntil"] == pytest.approx(time.time() + 30, abs=2)
     assert listed["error"] == "Account on hold (596): Account on hold"
@@ -212,11 +212,11 @@ def test_account_view_shows_error_cooldown_expiry_and_last_refresh_masked(dispat
 def test_a_failure_rate_over_half_cools_the_account_down(dispatcher, upstreams):
     account = upstreams.account(RUNWAY, "rate@example.com", 2)
     for _ in range(3):
-        dispatcher.health_ok(RUNWAY, account)
+        dispatcher.core.health_ok(RUNWAY, account)
     for _ in range(3):
-        dispatcher.health_failed(RUNWAY, account)  # 3 of 6: not over half
+        dispatcher.core.health_failed(RUNWAY, account)  # 3 of 6: not over half
     assert "cooldownUntil" not in dispatcher.account_view(RUNWAY, account)
-    dispatcher.health_failed(RUNWAY, account)  # 4 of 7
+    dispatcher.core.health_failed(RUNWAY, account)  # 4 of 7
     view = dispatcher.account_view(RUNWAY, account)
     assert view["cooldownUntil"] == pytest.approx(time.time() + 5.0, abs=1) and "error" not in view
     assert not eligible(dispatcher, account)

@@ -24,8 +24,8 @@ def racers(settings, dispatcher):
     ds = [Dispatcher(settings.redis_url, settings, http=http) for _ in range(RACERS)]
     yield ds
     for d in ds:
-        d.r.close()
-        d.rq.close()
+        d.core.r.close()
+        d.core.rq.close()
     http.close()
 
 
@@ -38,7 +38,7 @@ def race(ds, provider: str, account_id: str, **kw) -> tuple[list, list]:
     def racer(d):
         barrier.wait()
         try:
-            tokens.append(ensure_token(d, provider, account_id, **kw))
+            tokens.append(ensure_token(d.core, provider, account_id, **kw))
         except Exception as exc:  # collected and asserted on below
             errors.append(exc)
 
@@ -52,7 +52,7 @@ def race(ds, provider: str, account_id: str, **kw) -> tuple[list, list]:
 
 
 def session_of(d, provider, account_id):
-    return d.accounts.get(providers.get(provider), account_id).session
+    return d.core.accounts.get(providers.get(provider), account_id).session
 
 
 @pytest.mark.parametrize("provider,ident,counter", [
@@ -63,9 +63,9 @@ def test_fifty_racers_on_an_expiring_account_make_exactly_one_refresh(
         dispatcher, upstreams, racers, provider, ident, counter):
     account = upstreams.account(provider, ident, 2, jwt_lifetime=2)
     old = session_of(dispatcher, provider, account)
-    assert dispatcher.refresh_margin(old) == pytest.approx(1.0)
+    assert dispatcher.core.refresh_margin(old) == pytest.approx(1.0)
     before = upstreams.stats()["users"][account]
-    time.sleep(max(0.0, old.expires_at - dispatcher.refresh_margin(old) - time.time()) + 0.05)  # inside the margin
+    time.sleep(max(0.0, old.expires_at - dispatcher.core.refresh_margin(old) - time.time()) + 0.05)  # inside the margin
 
     tokens, errors = race(racers, provider, account)
 
@@ -77,7 +77,7 @@ def test_fifty_racers_on_an_expiring_account_make_exactly_one_refresh(
     assert after["expired_token_requests"] == 0
     fresh = session_of(dispatcher, provider, account)
     assert fresh.token == tokens[0] and fresh.expires_at > old.expires_at
-    assert dispatcher.r.hget(keys.account(provider, account), "refreshes") == "1"
+    assert dispatcher.core.r.hget(keys.account(provider, account), "refreshes") == "1"
     assert dispatcher.account_view(provider, account).get("error") is None
 
 
@@ -94,13 +94,13 @@ def test_refused_refresh_flags_the_account_with_useapis_error(dispatcher, upstre
     upstreams.patch("runwayml", account, password="changed-upstream")
     time.sleep(1.1)  # inside the 1 s margin of a 2 s token
     with pytest.raises(AccountUnusable):
-        ensure_token(dispatcher, "runwayml", account)
+        ensure_token(dispatcher.core, "runwayml", account)
     view = dispatcher.account_view("runwayml", account)
     assert view["error"].startswith("Session refresh failed ") and view["error"].endswith(", update the account")
     assert "errorUTC" in view and "errorUntil" not in view  # permanent until re-POSTed
     assert dispatcher.available("runwayml")["accounts"][account]["eligible"] is False
     with pytest.raises(AccountUnusable):  # flagged: no more upstream calls for new work
-        ensure_token(dispatcher, "runwayml", account)
+        ensure_token(dispatcher.core, "runwayml", account)
     assert upstreams.stats()["users"][account]["expired_token_requests"] == 0
     # re-POSTing the account with the new password clears the flag
     dispatcher.upsert_account("runwayml", {"email": account, "password": "changed-upstream", "maxJobs": 2}, account)
@@ -111,15 +111,15 @@ def test_refused_refresh_flags_the_account_with_useapis_error(dispatcher, upstre
 def test_minimax_leaves_rotation_inside_its_margin_before_expiry(dispatcher, upstreams):
     account = upstreams.account("minimax", "5550001", 2, jwt_lifetime=3)
     s = session_of(dispatcher, "minimax", account)
-    margin = dispatcher.refresh_margin(s)
+    margin = dispatcher.core.refresh_margin(s)
     assert margin == pytest.approx(1.0)
-    assert ensure_token(dispatcher, "minimax", account) == s.token  # outside the margin: used as is
+    assert ensure_token(dispatcher.core, "minimax", account) == s.token  # outside the margin: used as is
     snap = dispatcher.available("minimax")["accounts"][account]
     assert snap["usable_until"] == pytest.approx((s.expires_at - margin) * 1000, abs=2)  # admission stops there
     time.sleep(max(0.0, s.expires_at - margin - time.time()) + 0.05)
     assert dispatcher.available("minimax")["accounts"][account]["eligible"] is False  # by time alone
     with pytest.raises(AccountUnusable):
-        ensure_token(dispatcher, "minimax", account)
+        ensure_token(dispatcher.core, "minimax", account)
     flagged_at = time.time()
     assert flagged_at < s.expires_at  # out of rotation, with the reason, before the token expires
     view = dispatcher.account_view("minimax", account)
@@ -132,10 +132,10 @@ def test_minimax_leaves_rotation_inside_its_margin_before_expiry(dispatcher, ups
 def test_flagged_account_serves_polls_while_its_token_works(dispatcher, upstreams):
     account = upstreams.account("runwayml", "broke@example.com", 2)
     token = session_of(dispatcher, "runwayml", account).token
-    dispatcher.flag_account("runwayml", account, "Out of credits (412): Insufficient credits", code=412)
+    dispatcher.core.flag_account("runwayml", account, "Out of credits (412): Insufficient credits", code=412)
     with pytest.raises(AccountUnusable):
-        ensure_token(dispatcher, "runwayml", account)  # no new work
-    assert ensure_token(dispatcher, "runwayml", account, flagged_ok=True) == token  # running work keeps polling
+        ensure_token(dispatcher.core, "runwayml", account)  # no new work
+    assert ensure_token(dispatcher.core, "runwayml", account, flagged_ok=True) == token  # running work keeps polling
 
 
 def test_watch_refreshes_ahead_of_expiry_when_no_job_runs(dispatcher, upstreams):
@@ -148,7 +148,7 @@ def test_watch_refreshes_ahead_of_expiry_when_no_job_runs(dispatcher, upstreams)
     ends = time.time() + 5.5
     while time.time() < ends:  # what the maintenance tick does, every 0.2 s, horizon 0.4 s
         for p, a in zip(providers_, accounts):
-            watch(dispatcher, p, horizon=0.4)
+            watch(dispatcher.core, p, horizon=0.4)
             s = session_of(dispatcher, p, a)
             seen[p].add(s.token)
             if p != "minimax":
@@ -170,7 +170,7 @@ def test_lost_riffusion_refresh_token_falls_back_to_the_cookie(dispatcher, upstr
     res = httpx.post(f"{sandbox_url}/riffusion/auth/v1/token", params={"grant_type": "refresh_token"},
                      json={"refresh_token": s.refresh_token})
     assert res.status_code == 200
-    token = ensure_token(dispatcher, "riffusion", account, force=True, stale_token=s.token)
+    token = ensure_token(dispatcher.core, "riffusion", account, force=True, stale_token=s.token)
     assert token != s.token
     assert "error" not in dispatcher.account_view("riffusion", account)
     assert upstreams.stats()["users"][account]["logins"] == 2  # the POST, then the fallback login
@@ -184,7 +184,7 @@ def test_an_expired_refreshable_token_is_ineligible_until_the_watch_renews_it(di
     assert dispatcher.available("runwayml")["accounts"][account]["eligible"] is False
     gen_id = dispatcher.submit("runwayml", "gen3a_turbo", {"prompt": "waits"}).id
     assert dispatcher.get(gen_id).state == "waiting"  # admission never hands out an expired token
-    assert watch(dispatcher, "runwayml") == 1
+    assert watch(dispatcher.core, "runwayml") == 1
     assert dispatcher.available("runwayml")["accounts"][account]["eligible"] is True
     gen = dispatcher.get(gen_id)  # the refresh made room: the pump admitted the waiter
     assert (gen.state, gen.account) == ("admitted", account)

@@ -22,13 +22,13 @@ def test_dashboard_in_headless_chromium(dispatcher, add_account, submit, fleet, 
     ids = submit("runwayml", 3, 12.0) + submit("pixverse", 2, 12.0)
 
     def started():  # at least one start step ran, so its job sits in the finished registry
-        gens = dispatcher.generations.many(ids)
+        gens = dispatcher.core.generations.many(ids)
         return sum(g.state == "submitted" for g in gens) >= 2
 
     wait(started, 90, what="two generations accepted upstream")
     queues = browse(dashboard_url)
     jobs = browse(f"{dashboard_url}0/view/jobs/dispatcher.runwayml/finished/8/asc/1")
-    still_running = [g.id for g in dispatcher.generations.many(ids) if g.state in LIVE]
+    still_running = [g.id for g in dispatcher.core.generations.many(ids) if g.state in LIVE]
     shot = artifacts / "ops-dashboard-jobs.png"
     shot.unlink(missing_ok=True)
     browse(f"{dashboard_url}0/view/jobs/dispatcher.runwayml/finished/8/asc/1", screenshot=shot)

@@ -48,13 +48,13 @@ def test_a_full_run_logs_no_known_secret(api, dispatcher, sandbox, fleet, settin
                 gens.append(dispatcher.submit(provider, op(provider), payload).id)
 
         def riffusion_accepted():
-            return any(g.upstream_id for g in dispatcher.generations.many(gens) if g.provider == "riffusion")
+            return any(g.upstream_id for g in dispatcher.core.generations.many(gens) if g.provider == "riffusion")
 
         wait(riffusion_accepted, 60, what="a riffusion generation accepted upstream")
         sandbox.post("/_sandbox/tokens/expire", json={"provider": "riffusion", "id": ids["riffusion"]})
-        victim = next(g for g in dispatcher.generations.many(gens) if g.state in LIVE)
+        victim = next(g for g in dispatcher.core.generations.many(gens) if g.state in LIVE)
         dispatcher.cancel(victim.id)
-        wait(lambda: all(g.state not in LIVE for g in dispatcher.generations.many(gens)), 180,
+        wait(lambda: all(g.state not in LIVE for g in dispatcher.core.generations.many(gens)), 180,
              what="every generation to finish")
 
         views = "".join(api.get(f"{providers.get(p).api_prefix}/accounts").text for p in KNOWN)
@@ -68,7 +68,7 @@ def test_a_full_run_logs_no_known_secret(api, dispatcher, sandbox, fleet, settin
     secrets = [creds[SECRET_FIELDS[p]] for p, creds in KNOWN.items()]
     secrets += ["Wrong-pass-Ww00-not-for-logs", settings.secret_key, *settings.api_tokens]
     for provider, account_id in ids.items():
-        session = dispatcher.accounts.get(providers.get(provider), account_id).session
+        session = dispatcher.core.accounts.get(providers.get(provider), account_id).session
         secrets += [s for s in (session.token, session.refresh_token) if s]
     for secret in secrets:
         assert secret not in text, f"a secret ({secret[:4]}…) reached a log line or a response"
@@ -80,7 +80,7 @@ def test_a_full_run_logs_no_known_secret(api, dispatcher, sandbox, fleet, settin
     assert all({"generation_id", "provider", "account"} <= set(e) for e in finished)
     assert {e["provider"] for e in finished} == set(KNOWN)
     assert any(e.get("event") == "token refreshed" for e in events), "no refresh happened in the run"
-    states = [g.state for g in dispatcher.generations.many(gens)]
+    states = [g.state for g in dispatcher.core.generations.many(gens)]
     assert "completed" in states and "failed" in states and "canceled" in states
 
 

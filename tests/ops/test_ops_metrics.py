@@ -46,7 +46,7 @@ def test_slot_gauges_move_and_counters_add_up_during_a_run(api, dispatcher, add_
         for account in (a, b):
             seen[account].add(value(samples, "dispatcher_account_slots_used", provider="runwayml", account=account))
         waiting.add(value(samples, "dispatcher_waiting", provider="runwayml"))
-        return all(g.state not in LIVE for g in dispatcher.generations.many(ids))
+        return all(g.state not in LIVE for g in dispatcher.core.generations.many(ids))
 
     wait(observe_until_done, 120, interval=0.15, what="six generations to finish")
 
@@ -110,7 +110,7 @@ def test_metrics_disabled(dispatcher, r, settings):
 
 def test_cooldown_flag_and_refresh_failure_are_counted(api, dispatcher, add_account, sandbox):
     a = add_account("runwayml", 2)
-    dispatcher.cooldown_account("runwayml", a, 30)
+    dispatcher.core.cooldown_account("runwayml", a, 30)
     samples = scrape(api)
     assert value(samples, "dispatcher_cooldowns_total", provider="runwayml", account=a) == 1
     assert value(samples, "dispatcher_account_cooldown_active", provider="runwayml", account=a) == 1
@@ -118,7 +118,7 @@ def test_cooldown_flag_and_refresh_failure_are_counted(api, dispatcher, add_acco
 
     sandbox.patch(f"/_sandbox/users/runwayml/{a}", json={"suspended": True}).raise_for_status()
     with pytest.raises(AccountUnusable):
-        ensure_token(dispatcher, "runwayml", a, force=True, stale_token=dispatcher.token_for("runwayml", a))
+        ensure_token(dispatcher.core, "runwayml", a, force=True, stale_token=dispatcher.core.token_for("runwayml", a))
     samples = scrape(api)
     assert value(samples, "dispatcher_token_refresh_failures_total", provider="runwayml", account=a,
                  kind="refused") == 1
@@ -150,9 +150,9 @@ def test_histogram_buckets_are_cumulative(r, dispatcher):
     batch = metrics.Batch()
     for seconds in (0.004, 0.005, 0.3, 0.3, 99.0):
         batch.observe("dispatcher_step_duration_seconds", seconds, provider="pixverse", step="poll")
-    batch.send(dispatcher.r)
+    batch.send(dispatcher.core.r)
     family = exposition._histogram(metrics.STORED["dispatcher_step_duration_seconds"],
-                                   metrics.stored(dispatcher.r)["dispatcher_step_duration_seconds"])
+                                   metrics.stored(dispatcher.core.r)["dispatcher_step_duration_seconds"])
     got = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
     assert got["0.005"] == 2 and got["0.25"] == 2 and got["0.5"] == 4 and got["60"] == 4 and got["+Inf"] == 5
     count = [s.value for s in family.samples if s.name.endswith("_count")]
@@ -161,14 +161,14 @@ def test_histogram_buckets_are_cumulative(r, dispatcher):
 
 
 def test_a_failing_step_is_counted_and_still_raises(dispatcher, r):
-    @metrics.timed_step("poll", lambda: dispatcher)
+    @metrics.timed_step("poll", lambda: dispatcher.core)
     def broken(generation_id, step_id=None):
         raise RuntimeError("upstream adapter bug")
 
     r.delete(metrics.METRICS_KEY)
     with pytest.raises(RuntimeError, match="adapter bug"):
         broken("pixverse-" + "0" * 32)
-    rows = metrics.stored(dispatcher.r)["dispatcher_steps"]
+    rows = metrics.stored(dispatcher.core.r)["dispatcher_steps"]
     assert rows == [({"provider": "pixverse", "result": "error", "step": "poll"}, "", 1.0)]
 
 
@@ -177,7 +177,7 @@ def test_hooks_never_fail_the_work_when_redis_is_away(settings):
     from dispatcher.generations import Generation
     from dispatcher.ops.redis_server import free_port
 
-    away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings)
+    away = Dispatcher(f"redis://127.0.0.1:{free_port()}/0", settings).core
     try:
         metrics.cooldown(away, "runwayml", "a@example.com")  # logged, not raised
         gen = Generation(id="runwayml-" + "1" * 32, provider="runwayml", operation="x", payload={},

@@ -25,8 +25,8 @@ def test_collect_shows_slots_lines_tokens_and_errors(dispatcher, add_account, su
     a = add_account("runwayml", 1)
     m = add_account("minimax", 2)
     ids = submit("runwayml", 3, 30.0)  # no worker runs: one admitted, two waiting
-    dispatcher.cooldown_account("minimax", m, 60)
-    dispatcher.flag_account("runwayml", a, "Token refresh failed: wrong password")
+    dispatcher.core.cooldown_account("minimax", m, 60)
+    dispatcher.core.flag_account("runwayml", a, "Token refresh failed: wrong password")
 
     data = collect(dispatcher)
     assert set(data["providers"]) == set(providers.REGISTRY)
@@ -47,7 +47,7 @@ def test_collect_shows_slots_lines_tokens_and_errors(dispatcher, add_account, su
 def test_status_command_json_and_table(dispatcher, settings, child_env, add_account):
     a = add_account("runwayml", 3)
     m = add_account("minimax", 2)
-    dispatcher.flag_account("minimax", m, "Token expires soon and cannot be refreshed")
+    dispatcher.core.flag_account("minimax", m, "Token expires soon and cannot be refreshed")
 
     done = run_status(settings, child_env, "--json")
     assert done.returncode == 0, done.stderr

@@ -42,7 +42,7 @@ class Rig:
         from rq import Worker
 
         deadline = time.monotonic() + timeout
-        while Worker.count(connection=self.d.rq) < n:
+        while Worker.count(connection=self.d.core.rq) < n:
             assert time.monotonic() < deadline, f"{n} workers did not start within {timeout}s"
             time.sleep(0.1)
 
@@ -61,7 +61,7 @@ class Rig:
         out = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            for gid, gen in zip(chunk, self.d.generations.many(chunk)):
+            for gid, gen in zip(chunk, self.d.core.generations.many(chunk)):
                 out[gid] = None if gen is None else gen.state
         return out
 
@@ -85,8 +85,8 @@ class Rig:
 
     def leftover_capacity(self) -> dict:
         """Everything that would show a leaked slot: executing counts, holders, leases, start marks."""
-        snap = self.d.capacity(self.provider).snapshot()
-        r = self.d.r
+        snap = self.d.core.capacity(self.provider).snapshot()
+        r = self.d.core.r
         p = self.provider
         return {
             "executing": {a: v["executing"] for a, v in snap["accounts"].items() if v["executing"]},

@@ -41,8 +41,8 @@ def test_deleting_an_account_ends_what_it_runs_and_frees_its_slots(rig, api, fle
     assert (d.get(pinned).state, d.get(pinned).error_code) == (FAILED, 404)
     rerouted = d.get(free)
     assert rerouted.state == ADMITTED and rerouted.account == other  # back to the line, admitted elsewhere
-    assert doomed not in d.r.hvals(keys.holder("runwayml"))
-    assert d.r.hget(keys.used("runwayml"), doomed) is None
+    assert doomed not in d.core.r.hvals(keys.holder("runwayml"))
+    assert d.core.r.hget(keys.used("runwayml"), doomed) is None
     assert sandbox.get("/_sandbox/stats").json()["users"][doomed]["canceled"] == 1  # told upstream
 
     fleet.start(1)
@@ -69,4 +69,4 @@ def test_a_cancel_ends_the_generation_even_when_the_upstream_cannot_be_told(rig,
     assert gen.state == CANCELED
     assert gen.error.startswith("canceled here; the upstream could not be told")
     assert gen.payload == {}  # a canceled record keeps no payload
-    assert d.capacity("runwayml").snapshot()["accounts"][account]["executing"] == 0
+    assert d.core.capacity("runwayml").snapshot()["accounts"][account]["executing"] == 0

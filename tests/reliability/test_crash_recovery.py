@@ -92,7 +92,7 @@ def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, s
         holder = taken[-1]["pid"] if taken else None
         time.sleep(0.1)
     assert holder in [p.pid for p in fleet.procs]
-    registry = ScheduledJobRegistry("dispatcher.runwayml", connection=rig.d.rq)
+    registry = ScheduledJobRegistry("dispatcher.runwayml", connection=rig.d.core.rq)
     while not registry.count and time.monotonic() < deadline:
         time.sleep(0.05)
     assert registry.count, "no delayed poll was scheduled"
@@ -103,7 +103,7 @@ def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, s
     worst = 0.0
     while rig.states(ids) and any(s in ("waiting", "admitted", "submitted") for s in rig.states(ids).values()):
         now = time.time()
-        due = rig.d.rq.zrangebyscore(registry.key, 0, now, withscores=True)
+        due = rig.d.core.rq.zrangebyscore(registry.key, 0, now, withscores=True)
         worst = max([worst, *(now - score for _, score in due)])
         if time.time() - killed_at > 120:
             break

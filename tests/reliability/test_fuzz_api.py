@@ -54,7 +54,7 @@ def fuzzed_app(dispatcher, sandbox):
     dispatcher.upsert_account("minimax", {"account": "800001", "token": "fuzz-minimax-token-0123456789",
                                           "maxJobs": 1})
     dispatcher.upsert_account("riffusion", {"cookie": "fuzz-riffusion-cookie-0123456789", "maxJobs": 2})
-    dispatcher.settings = dispatcher.settings.with_(api_tokens=(TOKEN,))
+    dispatcher.core.settings = dispatcher.settings.with_(api_tokens=(TOKEN,))
     return create_app(dispatcher)
 
 

@@ -41,7 +41,7 @@ def test_a_full_waiting_line_answers_429_and_changes_nothing(capped, rig, snapsh
     assert int(res.headers["Retry-After"]) > 0
     assert snapshot(r) == before  # nothing queued, no record, no parked job
     # a generation that leaves the line makes room again
-    waiting = [g for g in capped.generations.many(capped.r.lrange(keys.waiting("runwayml"), 0, -1))]
+    waiting = [g for g in capped.core.generations.many(capped.core.r.lrange(keys.waiting("runwayml"), 0, -1))]
     capped.cancel(waiting[0].id)
     assert capped.submit("runwayml", "gen3a_turbo", {"promptText": "fits now"}).status == "waiting"
 
@@ -68,4 +68,4 @@ def test_a_canceled_record_keeps_no_payload(rig):
     assert waiting.status == "waiting"
     canceled = waiting.cancel()
     assert canceled.state == "canceled" and canceled.payload == {}
-    assert len(rig.d.r.hget(keys.generation("runwayml", waiting.id), "payload")) <= 2
+    assert len(rig.d.core.r.hget(keys.generation("runwayml", waiting.id), "payload")) <= 2

@@ -82,7 +82,7 @@ def test_a_step_that_keeps_raising_fails_and_frees_the_slot(rig, fleet, settings
     [account] = rig.add_accounts(1, 1, duration=0.5)
     poison = rig.d.submit("runwayml", "gen3a_turbo", {"promptText": "placeholder"}).id
     # the payload an older version stored: JSON text whose escape decodes to a lone surrogate
-    rig.d.r.hset(keys.generation("runwayml", poison), "payload", json.dumps({"promptText": "x \ud83d"}))
+    rig.d.core.r.hset(keys.generation("runwayml", poison), "payload", json.dumps({"promptText": "x \ud83d"}))
     normal = rig.submit(1, start=1)
     fleet.start(1)
     states = rig.wait_finished([poison, *normal], timeout=90)
@@ -96,5 +96,5 @@ def test_a_step_that_keeps_raising_fails_and_frees_the_slot(rig, fleet, settings
     # every try is on RQ's Failed list with its traceback (rq-dashboard shows them)
     from rq import Queue
 
-    failed = Queue("dispatcher.runwayml", connection=rig.d.rq).failed_job_registry.get_job_ids()
+    failed = Queue("dispatcher.runwayml", connection=rig.d.core.rq).failed_job_registry.get_job_ids()
     assert sum(job_id.startswith(poison) for job_id in failed) == 3, failed

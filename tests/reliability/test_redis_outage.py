@@ -67,7 +67,7 @@ def test_redis_restart_mid_run_loses_nothing(own_redis, rig, api, fleet, r):
     assert_fails_closed(api.get(f"/v1/jobs/{ids[0]}"), where="read while down")
     time.sleep(1.0)
     own_redis.start()
-    assert own_redis.url == rig.d.redis_url  # same port: clients find it again
+    assert own_redis.url == rig.d.core.redis_url  # same port: clients find it again
 
     ids += [api_submit(api, i, 1.0) for i in range(45, 60)]  # the API reconnected by itself
     states = rig.wait_finished(ids, timeout=120)

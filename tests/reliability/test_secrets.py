@@ -134,12 +134,12 @@ def test_full_run_leaves_no_secret_in_redis_logs_or_answers(dispatcher, sandbox,
     secrets["api token"] = API_TOKEN
     secrets["vault key"] = settings.secret_key
     for provider in CREDS:
-        for account in dispatcher.accounts.all(providers.get(provider)):
+        for account in dispatcher.core.accounts.all(providers.get(provider)):
             assert account.session is not None
             secrets[f"{provider} session token"] = account.session.token
             if account.session.refresh_token:
                 secrets[f"{provider} refresh token"] = account.session.refresh_token
-    assert dispatcher.r.hget(f"dsp:{{runwayml}}:acct:{CREDS['runwayml']['email']}", "refreshes"), \
+    assert dispatcher.core.r.hget(f"dsp:{{runwayml}}:acct:{CREDS['runwayml']['email']}", "refreshes"), \
         "the run was meant to include a forced token refresh"
 
     dump = _haystack(r)

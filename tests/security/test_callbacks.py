@@ -187,7 +187,7 @@ def workers_by_role(d) -> dict[str, list]:
     from dispatcher.steps import CALLBACK_QUEUE
 
     out: dict[str, list] = {"callbacks": [], "steps": []}
-    for w in Worker.all(connection=d.rq):
+    for w in Worker.all(connection=d.core.rq):
         if not gone(w.pid):
             out["callbacks" if w.queue_names() == [CALLBACK_QUEUE] else "steps"].append(w)
     return out
@@ -233,7 +233,7 @@ def submit(d, n, reply_url=None, tag="gen"):
 
 
 def finished(d, ids) -> bool:
-    return all(g is not None and g.terminal for g in d.generations.many(ids))
+    return all(g is not None and g.terminal for g in d.core.generations.many(ids))
 
 
 def callback_jobs(d, generation_id):
@@ -242,11 +242,11 @@ def callback_jobs(d, generation_id):
 
     from dispatcher.steps import CALLBACK_QUEUE
 
-    ids = set(d.rq.lrange(f"rq:queue:{CALLBACK_QUEUE}", 0, -1))
+    ids = set(d.core.rq.lrange(f"rq:queue:{CALLBACK_QUEUE}", 0, -1))
     for kind in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry, FinishedJobRegistry):
-        ids |= set(kind(CALLBACK_QUEUE, connection=d.rq).get_job_ids(cleanup=False))
+        ids |= set(kind(CALLBACK_QUEUE, connection=d.core.rq).get_job_ids(cleanup=False))
     ids = {i.decode() if isinstance(i, bytes) else i for i in ids}
-    return [j for j in Job.fetch_many(sorted(ids), connection=d.rq) if j and j.args == (generation_id,)]
+    return [j for j in Job.fetch_many(sorted(ids), connection=d.core.rq) if j and j.args == (generation_id,)]
 
 
 # -- tests -------------------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_hostile_receivers_neither_grow_nor_delay_the_workers(dispatcher, sandbo
     print(f"\nhostile callbacks: requests {({n: len(r.requests) for n, r in hostile.items()})}, "
           f"still retried when the 8 generations were done {still_retried}, "
           f"RSS growth MiB {({pid: round(m, 1) for pid, m in watch.growth_mib().items()})}")
-    assert all(g.state == "completed" for g in dispatcher.generations.many(normal))
+    assert all(g.state == "completed" for g in dispatcher.core.generations.many(normal))
     assert all(statuses and set(statuses) <= {"queued", "scheduled", "started"}
                for statuses in still_retried.values()), still_retried
     growth = watch.growth_mib()
@@ -311,9 +311,9 @@ def test_a_callback_whose_worker_died_is_redelivered_soon_and_never_twice_at_onc
 
     assert len(holder.requests) == 2 and holder.most_open == 1  # never two deliveries at once
     second = holder.requests[1]
-    assert verify(dispatcher.callback_secret, second["body"], second["headers"][SIGNATURE_HEADER])
+    assert verify(dispatcher.core.callback_secret, second["body"], second["headers"][SIGNATURE_HEADER])
     assert json.loads(second["body"])["id"] == gid
-    assert dispatcher.r.get(lock_key(gid)) == DONE
+    assert dispatcher.core.r.get(lock_key(gid)) == DONE
     assert "callback taken over from a dead worker" in fleet.logs()
     assert callback_worker.pid not in [w.pid for w in workers_by_role(dispatcher)["callbacks"]]  # restarted
 

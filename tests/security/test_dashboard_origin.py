@@ -57,7 +57,7 @@ def dashboard(settings, r, tmp_path):
 @pytest.fixture
 def queue(dispatcher):
     """Three queued jobs no worker will take (no worker runs in these tests)."""
-    q = Queue(QUEUE, connection=dispatcher.rq)
+    q = Queue(QUEUE, connection=dispatcher.core.rq)
     for i in range(3):
         q.enqueue("builtins.len", f"job {i}")
     assert q.count == 3

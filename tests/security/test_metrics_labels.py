@@ -24,12 +24,12 @@ QUOTED = 'quo"te\\back\nslash'  # the three characters the text format escapes i
 
 def write_old_account(d, account_id: str) -> None:
     """An account record as a version that did not check ids left it (no secrets needed here)."""
-    d.r.hset(keys.account("runwayml", account_id), mapping={
+    d.core.r.hset(keys.account("runwayml", account_id), mapping={
         "id": account_id, "maxJobs": 2, "error": "flag\r\ntext\x00", "expires_at": 4102444800, "issued_at": 1,
         "refreshes": 3, "extra": json.dumps({})})
-    d.r.sadd(keys.accounts("runwayml"), account_id)
-    d.r.sadd(keys.providers_seen(), "runwayml")
-    d.capacity("runwayml").set_account(account_id, 2)
+    d.core.r.sadd(keys.accounts("runwayml"), account_id)
+    d.core.r.sadd(keys.providers_seen(), "runwayml")
+    d.core.capacity("runwayml").set_account(account_id, 2)
 
 
 def samples(text: str) -> dict:
@@ -46,7 +46,7 @@ def test_metrics_labels_never_carry_raw_control_characters(dispatcher, api):
         .inc("dispatcher_admissions", provider="runwayml", account=QUOTED) \
         .inc("dispatcher_steps", provider="runwayml", step="start", result="bad\r\nresult\x00\x85") \
         .observe("dispatcher_step_duration_seconds", 0.2, provider="runwayml", step="poll\x00\r") \
-        .send(dispatcher.r)
+        .send(dispatcher.core.r)
 
     res = api.get("/metrics")
     assert res.status_code == 200
@@ -69,7 +69,7 @@ def test_metrics_labels_never_carry_raw_control_characters(dispatcher, api):
 def test_labels_that_become_equal_are_summed_not_duplicated(dispatcher, api):
     metrics.Batch().inc("dispatcher_cooldowns", 2, provider="runwayml", account="a\rb@example.com") \
         .inc("dispatcher_cooldowns", 3, provider="runwayml", account="a%0Db@example.com") \
-        .send(dispatcher.r)
+        .send(dispatcher.core.r)
     text = api.get("/metrics").text
     assert RAW_CONTROL.search(text) is None
     rows = [s for f in text_string_to_metric_families(text) for s in f.samples

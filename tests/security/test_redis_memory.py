@@ -56,7 +56,7 @@ def full(dispatcher, sandbox, r, snapshot):
     assert res.status_code == 201, res.text
     dispatcher.upsert_account("runwayml", dict(ACCOUNT), ACCOUNT["email"])
     first = dispatcher.submit("runwayml", "gen3a_turbo", {"promptText": "before the limit"})
-    with redis.Redis.from_url(dispatcher.redis_url) as client:
+    with redis.Redis.from_url(dispatcher.core.redis_url) as client:
         limit_mib = fill(client)
     return first, limit_mib, snapshot(r)
 

@@ -31,7 +31,7 @@ def queued(dispatcher, sandbox, r):
     assert res.status_code == 201, res.text
     dispatcher.upsert_account("runwayml", dict(ACCOUNT), ACCOUNT["email"])
     gen = dispatcher.submit("runwayml", "gen3a_turbo", {"promptText": "must stay queued"})
-    assert gen.status == "admitted" and Queue(QUEUE, connection=dispatcher.rq).count == 1
+    assert gen.status == "admitted" and Queue(QUEUE, connection=dispatcher.core.rq).count == 1
     return gen
 
 
@@ -62,7 +62,7 @@ def run_bounded(args: list[str], env: dict, timeout: float = 60) -> tuple[int | 
 
 def assert_untouched(dispatcher, gen) -> None:
     assert dispatcher.get(gen.id).state == "admitted", "the generation moved"
-    assert Queue(QUEUE, connection=dispatcher.rq).count == 1, "a job was taken off the queue"
+    assert Queue(QUEUE, connection=dispatcher.core.rq).count == 1, "a job was taken off the queue"
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
@@ -79,12 +79,12 @@ def test_the_check_value_is_sealed_once_and_only_its_key_passes(dispatcher, sett
     from dispatcher.errors import ConfigurationError
     from dispatcher.secrets import KEY_CHECK, Vault, check_key
 
-    check_key(dispatcher.vault, dispatcher.r)  # an empty Redis: the first key claims it
+    check_key(dispatcher.core.vault, dispatcher.core.r)  # an empty Redis: the first key claims it
     sealed = r.get(KEY_CHECK)
     assert sealed and settings.secret_key.encode() not in sealed
-    check_key(Vault(settings.secret_key), dispatcher.r)
+    check_key(Vault(settings.secret_key), dispatcher.core.r)
     with pytest.raises(ConfigurationError, match=MISMATCH):
-        check_key(Vault(Fernet.generate_key().decode()), dispatcher.r)
+        check_key(Vault(Fernet.generate_key().decode()), dispatcher.core.r)
     assert r.get(KEY_CHECK) == sealed, "a wrong key replaced the check value"
 
 
@@ -112,4 +112,4 @@ def test_the_api_with_the_wrong_key_does_not_start(dispatcher, settings, queued)
     code, out = run_bounded(args, env_with_key(settings, wrong), timeout=30)
     assert code is not None, f"the API started with the wrong key:\n{out[-2000:]}"
     assert code != 0 and MISMATCH in out, out[-2000:]
-    assert dispatcher.r.exists(keys.account("runwayml", ACCOUNT["email"]))
+    assert dispatcher.core.r.exists(keys.account("runwayml", ACCOUNT["email"]))

@@ -1,0 +1,244 @@
+"""`Core`: the operations the workers, the JWT watch, maintenance and the HTTP layer share.
+
+`Dispatcher` (client.py) is the public face: submit, get, cancel, accounts, views. Behind it,
+`Core` holds the connections and stores and the operations that move generations and accounts
+along: admitting (`dispatch`), requeueing, flagging and cooling accounts, health records,
+finishing (callbacks, metrics). Workers (`workers/context.py`), tokens, metrics and maintenance
+take a `Core`, typed; none of them needs the facade.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from . import keys, metrics, providers, shapes
+from .accounts import ON_HOLD, OUT_OF_CREDITS, AccountStore
+from .capacity import Admission, Capacity
+from .connection import connect, connect_rq, url_for
+from .errors import UpstreamError
+from .generations import ADMITTED, FAILED, WAITING, Generation, GenerationStore, provider_of
+from .health import FailureWindow
+from .logging import get_logger
+from .providers import ProviderSpec, Session
+from .secrets import Vault
+from .settings import Settings
+from .steps import StepQueue
+from .tokens import refresh_margin as token_refresh_margin
+
+log = get_logger()
+
+
+class Core:
+
+    def __init__(self, redis_url: str, settings: Settings | None = None, *, http: httpx.Client | None = None):
+        self.settings = settings or Settings.from_env()
+        self.redis_url = redis_url
+        self.r = connect(redis_url)
+        self.rq = connect_rq(redis_url)
+        self.vault = Vault.from_settings(self.settings)
+        self.accounts = AccountStore(self.r, self.vault)
+        self.generations = GenerationStore(self.r, result_ttl=self.settings.result_ttl,
+                                           failure_ttl=self.settings.failure_ttl)
+        self.steps = StepQueue(self.rq)
+        self.http = http or httpx.Client(timeout=self.settings.upstream_timeout)
+        self._capacity: dict[str, Capacity] = {}
+        self.callback_secret = self.settings.callback_secret or self.vault.key
+        self._failures = FailureWindow(self.r, window=self.settings.failure_window)
+        self.deferred_metrics: metrics.Deferred | None = None  # a worker defers its samples (see metrics)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw) -> "Core":
+        """A Core on the configured Redis (the embedded one, started, when none is set)."""
+        return cls(settings.redis_url or url_for(settings), settings, **kw)
+
+    def close(self) -> None:
+        metrics.flush(self)
+        self.http.close()
+        self.r.close()
+        self.rq.close()
+
+    def capacity(self, provider: str) -> Capacity:
+        if provider not in self._capacity:
+            self._capacity[provider] = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000),
+                                                max_waiting=self.settings.max_waiting)
+        return self._capacity[provider]
+
+    def adapter(self, provider: str):
+        return providers.get(provider).adapter(self.http, self.settings.upstream_url)
+
+    def usable_until_ms(self, spec: ProviderSpec, session: Session) -> int:
+        """Past this instant admission stops using the account's token.
+
+        A refreshable token is usable to its expiry (the JWT watch refreshes it
+        ahead of time); one that cannot be refreshed stops a margin before."""
+        if spec.refresh == "none":
+            return int((session.expires_at - self.refresh_margin(session)) * 1000)
+        return int(session.expires_at * 1000)
+
+    def refresh_margin(self, session: Session) -> float:
+        return token_refresh_margin(self.settings, session)  # the rule and its floor live with the JWT watch
+
+    def flag_account(self, provider: str, account_id: str, error: str, *, hold: float = 0.0,
+                     code: int = ON_HOLD) -> None:
+        """Take an account out of rotation with a reason shown in GET; re-POST clears it.
+
+        With `hold` (596: account on hold) the flag clears itself after that many seconds."""
+        self.accounts.flag(provider, account_id, error, until=time.time() + hold if hold else None, code=code)
+        self.capacity(provider).disable_account(account_id)
+        metrics.flagged(self, provider, account_id)
+        log.warning("account flagged", provider=provider, account=account_id, error=error)
+        self.fail_stranded(provider)
+
+    def unflag_expired(self, provider: str) -> None:
+        """Return accounts whose temporary flag (hold) has ended to rotation (plain fields: nothing decrypted)."""
+        providers.get(provider)
+        for account in self.accounts.summaries(provider):
+            if account.error and account.error_until and account.error_until <= time.time():
+                self.accounts.unflag(provider, account.id)
+                self.dispatch(self.capacity(provider).set_account(account.id, account.max_jobs))
+                log.info("account back in rotation", provider=provider, account=account.id)
+
+    def cooldown_account(self, provider: str, account_id: str, seconds: float) -> None:
+        """Keep an account out of rotation for a while (429, failure rate); it returns by itself."""
+        until_ms = int((time.time() + seconds) * 1000)
+        self.dispatch(self.capacity(provider).set_cooldown(account_id, until_ms))
+        metrics.cooldown(self, provider, account_id)
+        log.info("account cooling down", provider=provider, account=account_id, seconds=round(seconds, 3))
+
+    def health_ok(self, provider: str, account_id: str) -> None:
+        self._failures.record(keys.failures(provider, account_id), True)
+
+    def health_ok_in(self, pipe, provider: str, account_id: str) -> None:
+        """`health_ok` riding on a pipeline the caller runs anyway (its replies need no reading)."""
+        self._failures.record_ok_in(pipe, keys.failures(provider, account_id))
+
+    def health_failed(self, provider: str, account_id: str) -> None:
+        if self._failures.record(keys.failures(provider, account_id), False):
+            self.cooldown_account(provider, account_id, self.settings.cooldown_429)
+
+    def requeue(self, generation_id: str) -> None:
+        """Put an admitted generation (not accepted upstream) back at the head of its line,
+        releasing its slot."""
+        gen = self.generations.get(generation_id)
+        # back to waiting with a fresh parked start job, in one round trip
+        pipe = self.r.pipeline(transaction=True)
+        parked = self.steps.park_in(pipe, gen.provider, gen.id)
+        moved = self.generations.move_in(pipe, gen.id, {ADMITTED}, WAITING, account=None, admitted_at=None,
+                                         parked=parked)
+        if not moved(pipe.execute(raise_on_error=False)[-1]):
+            self._unpark(gen.provider, parked)
+            return
+        cap = self.capacity(gen.provider)
+        self.dispatch(cap.release(gen.id))
+        # back at the head of its line: it was admitted once and keeps its turn
+        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True, front=True)
+        self.dispatch(result.admitted)
+        if gen.extra.get("fail_fast"):
+            self.fail_stranded(gen.provider)
+
+    def fail_stranded(self, provider: str) -> int:
+        """Fail the `fail_fast` generations (useapi semantics) that wait for accounts all out of
+        rotation: those pinned to a flagged account, and every waiter once all accounts are flagged.
+        They fail with the account's error and useapi's code (412 out of credits, else 596)."""
+        flagged = {a.id: a for a in self.accounts.summaries(providers.get(provider).name) if a.error}
+        if not flagged:
+            return 0
+        lines = [(a, keys.pinned(provider, a)) for a in sorted(flagged)]
+        if set(flagged) == set(self.accounts.ids(provider)):
+            lines.append((None, keys.waiting(provider)))
+        cap, failed = self.capacity(provider), 0
+        for account, line in lines:
+            ids = self.r.lrange(line, 0, -1)
+            for gen in self.generations.many(ids) if ids else ():
+                if gen is None or gen.state != WAITING or not gen.extra.get("fail_fast"):
+                    continue
+                causes = [flagged[account]] if account else [flagged[a] for a in sorted(flagged)]
+                errors = [a.error for a in causes]
+                code = OUT_OF_CREDITS if all(a.error_code == OUT_OF_CREDITS for a in causes) else ON_HOLD
+                if self.generations.move(gen.id, {WAITING}, FAILED, error="; ".join(errors), error_code=code):
+                    cap.cancel_waiting(gen.id, gen.pinned)
+                    self._unpark(provider, gen.parked)
+                    if cap.holder(gen.id):  # admitted meanwhile (account re-posted): give the slot back
+                        self.dispatch(cap.release(gen.id))
+                    self.finished(gen.id)
+                    failed += 1
+        return failed
+
+    def _unpark(self, provider: str, job_id: str | None) -> None:
+        if job_id:
+            pipe = self.r.pipeline(transaction=False)
+            self.steps.unpark_in(pipe, provider, job_id)
+            pipe.execute()
+
+    def _discard(self, gen: Generation) -> None:
+        """Delete a generation that never entered a line, and its parked start job."""
+        pipe = self.r.pipeline(transaction=False)
+        self.steps.unpark_in(pipe, gen.provider, gen.parked)
+        pipe.delete(keys.generation(gen.provider, gen.id))
+        pipe.execute()
+
+    def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
+        """Turn admissions made by a capacity script into start steps on RQ: those whose parked
+        start job the script enqueued itself only count; the others (no parked job: canceled
+        meanwhile, or submitted by an older version) get one here."""
+        batch = list(admissions)
+        while batch:
+            batch = self._dispatch_batch(batch)
+
+    def _dispatch_batch(self, admitted: list[Admission]) -> list[Admission]:
+        """One script's admissions; returns those of the releases this made (canceled waiters)."""
+        pending = [a for a in admitted if not a.enqueued]
+        more: list[Admission] = []
+        if not pending:
+            metrics.admitted(self, admitted)
+            return more
+        counted = False
+
+        def before(pipe, job_id, a):
+            nonlocal counted
+            # `parked` cleared: a parked job this record still names (an older version admitted
+            # it) is left to maintenance's sweep
+            moved = self.generations.move_in(pipe, a.generation_id, {WAITING}, ADMITTED, account=a.account,
+                                             admitted_at=time.time(), step=job_id, due=time.time(), parked=None)
+            if not counted:  # the admissions' counters ride on the first enqueue's round trip
+                metrics.admitted(self, admitted, pipe)
+                counted = True
+            return moved
+
+        for a in pending:
+            provider = provider_of(a.generation_id)
+            # the move (which records the step) and the start step's enqueue: one round trip
+            moved = self.steps.start_after(provider, a.generation_id, a.account,
+                                           lambda pipe, job_id, a=a: before(pipe, job_id, a))
+            if not moved:  # that start step is not the record's `step`: it exits at once
+                gen = self.generations.find(a.generation_id)
+                if gen is None or gen.terminal:  # canceled or gone while waiting: give the slot back
+                    more += self.capacity(provider).release(a.generation_id)
+                    continue
+                self.steps.start(provider, a.generation_id, a.account)
+        return more
+
+    def finished(self, generation_id: str, gen: Generation | None = None) -> None:
+        """A generation reached a terminal state: fire its callback (never delays the release).
+
+        `gen`: the record as just written by its terminal move, when the caller has it
+        (saves reading it back)."""
+        gen = gen if gen is not None else self.generations.find(generation_id)
+        metrics.finished(self, gen)
+        if gen and gen.reply_url:
+            self.steps.callback(generation_id, self.settings.callback_retries)
+
+    def callback_body(self, gen: Generation) -> dict:
+        """What a replyUrl receives: the generation as the status endpoint answers it
+        (the provider-shaped object, with `replyRef`, for one created through those endpoints)."""
+        if shapes.shape_of(gen):
+            return shapes.render(gen)
+        return gen.to_dict()
+
+    def token_for(self, provider: str, account_id: str) -> str:
+        session = self.accounts.session(providers.get(provider), account_id)  # its credentials stay sealed
+        if session is None:
+            raise UpstreamError(f"Account {account_id} has no session", status=401)
+        return session.token
