@@ -179,7 +179,7 @@ def flush(d: Core) -> None:
 
 # -- hooks -------------------------------------------------------------------------------
 def admitted(d: Core, admissions, pipe=None) -> None:
-    """Slots granted by a capacity script (called with every batch `Dispatcher.dispatch` receives);
+    """Slots granted by a capacity script (called with every batch `Core.dispatch` receives);
     `pipe`: the round trip that enqueues the first start step, to ride on."""
     if not admissions:
         return

@@ -137,7 +137,7 @@ def check_key(vault: Vault, client, *, wait: bool = False) -> None:
 
 
 def check_settings_key(settings, *, wait: bool = True) -> None:
-    """`check_key` for processes that hold no Dispatcher (the worker pool's supervisor)."""
+    """`check_key` for processes that hold no Core (the worker pool's supervisor)."""
     client = connect(settings.redis_url)
     try:
         check_key(Vault.from_settings(settings), client, wait=wait)

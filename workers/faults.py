@@ -69,6 +69,10 @@ def fault(generation_id: str, step_id: str | None, exc: BaseException) -> str:
     faults = d.generations.incr(gen.id, "faults")
     reason = f"{type(exc).__name__}: {str(exc)[:REASON_CHARS]}"
     if faults <= d.settings.max_resumes:
+        if not gen.upstream_id and gen.maybe_on != gen.account:
+            # the raise may have come after the upstream took the job (a reply it could not read):
+            # stay on this account, so the idempotency key returns it instead of a reroute
+            d.generations.update(gen.id, maybe_on=gen.account)
         delay = backoff(faults)
         d.capacity(gen.provider).renew(gen.id, ttl_ms=int((d.settings.lease_ttl + delay) * 1000))
         if gen.upstream_id:

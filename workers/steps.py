@@ -159,7 +159,7 @@ def _start(generation_id: str, step_id: str | None = None) -> str:
         if current is None or current.upstream_id != upstream_id:
             # canceled, or its account deleted (requeued or failed), while we submitted: the
             # upstream job would run for nobody
-            _quietly(lambda: adapter.cancel(_poll_token(d, gen), upstream_id))  # a checked token
+            _quietly(lambda: adapter.cancel(token, upstream_id))  # the create's token: the account may be gone
         if current is not None and current.state == CANCELED:
             _release(d, gen.provider, gen.id)
         return "superseded"

@@ -63,7 +63,7 @@ class Admission:
     generation_id: str
     account: str
     # the script also enqueued the generation's parked RQ start job (and moved its record
-    # to admitted); otherwise `Dispatcher.dispatch` enqueues one. Not part of equality:
+    # to admitted); otherwise `Core.dispatch` enqueues one. Not part of equality:
     # which admissions happen is the capacity model's business, how they start is not.
     enqueued: bool = field(default=False, compare=False)
     # the id of that start job when the caller claimed it to run itself (`release(claim_ttl=…)`):

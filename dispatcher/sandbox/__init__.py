@@ -1,5 +1,5 @@
-"""Simulated upstream ("sandbox"): a real HTTP server emulating Runway, PixVerse, MiniMax and
-Riffusion (login/refresh/create/poll/cancel), with real JWT expiry, per-account concurrency
+"""Simulated upstream ("sandbox"): a real HTTP server emulating each provider
+(login/refresh/create/poll/cancel; one module each in `upstreams/`), with real JWT expiry, per-account concurrency
 enforcement (429 + violation counting), idempotency, and injectable faults.
 
 It shares no code with the dispatcher's provider adapters on purpose.

@@ -203,7 +203,7 @@ class CapacityMachine(RuleBasedStateMachine):
     @rule(data=st.data(), seed=seeds)
     def requeue(self, data, seed):
         """A holder whose account left rotation before the upstream took it goes back to the
-        head of its line (`Dispatcher.requeue`): release, then acquire at the front."""
+        head of its line (`Core.requeue`): release, then acquire at the front."""
         g = data.draw(st.sampled_from(sorted(self.model.holder)))
         self._release(g, seed)
         if self._acquire(g, self.pins[g], True, True, seed + 1, front=True) == "waiting":

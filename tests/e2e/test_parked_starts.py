@@ -110,7 +110,7 @@ def test_a_refused_submission_leaves_no_parked_job(dispatcher, sandbox, r, snaps
 @pytest.mark.parametrize("older", ["record without a parked job", "parked job deleted by hand"])
 def test_an_admission_without_its_parked_job_is_enqueued_by_dispatch(dispatcher, sandbox, older):
     """Generations submitted by an older version (no `parked` field), or whose parked job someone
-    deleted in rq-dashboard, still start: the script leaves them to `Dispatcher.dispatch`."""
+    deleted in rq-dashboard, still start: the script leaves them to `Core.dispatch`."""
     account = _account(dispatcher, sandbox)
     first, second = _submit(dispatcher, 2)
     parked = dispatcher.get(second).parked

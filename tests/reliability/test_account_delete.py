@@ -70,3 +70,38 @@ def test_a_cancel_ends_the_generation_even_when_the_upstream_cannot_be_told(rig,
     assert gen.error.startswith("canceled here; the upstream could not be told")
     assert gen.payload == {}  # a canceled record keeps no payload
     assert d.core.capacity("runwayml").snapshot()["accounts"][account]["executing"] == 0
+
+
+def test_a_start_step_racing_the_delete_cancels_what_it_created(rig):
+    """The upstream accepts the create, then the account is deleted before the step saves the id:
+    the step finds its record moved on and cancels the upstream job with the create's token."""
+    from workers import context
+    from workers import steps
+
+    d, sandbox = rig.d, rig.sandbox
+    [doomed] = rig.add_accounts(1, 1, duration=60)
+    gen = d.submit("runwayml", "gen3a_turbo", {"promptText": "raced"})
+    core, previous = d.core, context._core
+    real_adapter = core.adapter
+
+    class DeletingAdapter:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def create(self, *args):
+            upstream_id = self.inner.create(*args)
+            d.delete_account("runwayml", doomed)  # lands between the upstream's accept and the save
+            return upstream_id
+
+    core.adapter = lambda provider: DeletingAdapter(real_adapter(provider))
+    context.install(core)
+    try:
+        assert steps.start(gen.id, d.get(gen.id).step) == "superseded"
+    finally:
+        core.adapter = real_adapter
+        context._core = previous
+    assert sandbox.get("/_sandbox/stats").json()["users"][doomed]["canceled"] == 1
+    assert d.get(gen.id).state == "waiting"  # back in line for another account; the raced job is gone upstream

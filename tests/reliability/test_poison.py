@@ -98,3 +98,16 @@ def test_a_step_that_keeps_raising_fails_and_frees_the_slot(rig, fleet, settings
 
     failed = Queue("dispatcher.runwayml", connection=rig.d.core.rq).failed_job_registry.get_job_ids()
     assert sum(job_id.startswith(poison) for job_id in failed) == 3, failed
+
+
+def test_a_start_step_fault_before_an_upstream_id_keeps_the_generation_on_its_account(rig, monkeypatch):
+    """A start step that raises after the upstream may have taken the job (say, an answer the
+    adapter cannot read) is retried on the same account, never rerouted: the idempotency key
+    then returns the job the upstream already holds instead of a second one elsewhere."""
+    from workers import context, faults
+
+    [account] = rig.add_accounts(1, 1)
+    gen = rig.d.submit("runwayml", "gen3a_turbo", {"promptText": "maybe taken"})
+    monkeypatch.setattr(context, "_core", rig.d.core)
+    assert faults.fault(gen.id, rig.d.get(gen.id).step, ValueError("unreadable answer")) == "retrying"
+    assert rig.d.get(gen.id).maybe_on == account

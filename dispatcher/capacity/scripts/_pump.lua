@@ -157,7 +157,7 @@ local CLAIM, CLAIM_TTL = false, 0
 -- are checked against the installed RQ at start-up (LUA_STATUSES in dispatcher/rq_glue.py).
 -- Returns 1 when it did, or the job's id when the call claimed it (CLAIM: the job is
 -- marked started, off the deferred registry, not pushed); 0 leaves the enqueue to the
--- caller (Dispatcher.dispatch): no
+-- caller (Core.dispatch): no
 -- record, a record no longer waiting (canceled meanwhile), no parked job (one written
 -- by an older version) or a parked job deleted by hand. These keys are outside the
 -- provider's hash slot (RQ's names cannot carry a hash tag), which is fine on the one

@@ -1,5 +1,7 @@
 """The emulated services, one module each: a module here that declares `EMULATION` (with
-`model.register`) and `routes(sb)` is discovered; nothing else in the sandbox names it."""
+`model.register`) and `routes(sb)` is discovered and served. A service that logs in like the
+others (email + password) needs nothing more; the shared state still knows two special logins
+by name (MiniMax's pasted token, Riffusion's cookie)."""
 
 from __future__ import annotations
 
