@@ -1,4 +1,4 @@
-"""Which way the imports point (docs: /work/shared/DESIGN.md, "Which way the imports point").
+"""Which way the imports point (the design notes, "Which way the imports point").
 
 The import graph of `dispatcher/` and `workers/` is read with `ast` (no module is imported):
 an edge for every `import` at module level or inside a function; imports under

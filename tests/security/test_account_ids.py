@@ -1,7 +1,7 @@
 """Account ids (issue 15, finding 2): an id that `{prefix}/accounts/{id}` could not reach (`/`, `..`,
 `?`, `#`, `%`, spaces, control or non-ASCII characters) is refused at validation with a 400 naming
 the rule, before any login, and nothing is stored. The ids useapi's own account pages show
-(/work/shared/seeds, /work/shared/reference/useapi.md) stay valid and reachable.
+(the useapi account pages the product starts from, and its reference notes) stay valid and reachable.
 
 Each refused id is first registered in the sandbox, so that the code before the fix, which
 logged in and stored it, would have created an account nobody could reach again."""
