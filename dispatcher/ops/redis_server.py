@@ -187,6 +187,12 @@ class EmbeddedRedis:
         """An older server that answers anyone: give it our password, then our memory limit.
         Connections already open stay authenticated; new ones need the password."""
         with _quick(f"redis://127.0.0.1:{self.port}/0") as bare:
+            served = bare.config_get("dir").get("dir")
+            if served is None or Path(served).resolve() != self.dir.resolve():
+                # a server of somebody else's on the port we recorded: never take it over
+                raise ConfigurationError(
+                    f"the Redis on port {self.port} (recorded in {self.port_file}) serves another directory, "
+                    f"not {self.dir}; delete that port file to start our own, or set DISPATCHER_REDIS_URL")
             bare.config_set("requirepass", self.password)
         get_logger().warning("embedded Redis answered without a password; it now requires the one in the "
                              "data directory (restart dispatcher processes started before this)",

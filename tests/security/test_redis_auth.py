@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dispatcher.errors import ConfigurationError
 from dispatcher.ops.redis_server import EmbeddedRedis, find_redis_server, free_port, resolve_url
 from dispatcher.settings import Settings
 
@@ -85,6 +86,27 @@ def test_an_older_passwordless_server_is_given_the_password(data_dir):
         assert client.get("kept") == "yes", "the running server was replaced, not secured"
         config = client.config_get("maxmemory*")
     assert int(config["maxmemory"]) == 64 * 1024 * 1024 and config["maxmemory-policy"] == "noeviction"
+
+
+def test_a_foreign_passwordless_server_on_the_recorded_port_is_left_alone(data_dir, tmp_path):
+    """A port file that points at somebody else's Redis (another directory): we refuse clearly
+    and never set a password on it."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    port = free_port()
+    subprocess.run([find_redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(foreign),
+                    "--save", "", "--daemonize", "yes", "--pidfile", str(foreign / "redis.pid"),
+                    "--logfile", str(foreign / "redis.log")], check=True, stdout=subprocess.DEVNULL)
+    try:
+        (data_dir / "redis").mkdir(parents=True)
+        (data_dir / "redis" / "port").write_text(str(port))
+        with pytest.raises(ConfigurationError, match="serves another directory"):
+            resolve_url(Settings(data_dir=data_dir))
+        with redis.Redis(host="127.0.0.1", port=port) as bare:
+            assert bare.ping() and bare.config_get("requirepass")["requirepass"] in (b"", "")
+    finally:
+        with redis.Redis(host="127.0.0.1", port=port) as bare:
+            bare.shutdown(nosave=True)
 
 
 def test_commands_use_the_password_and_never_print_it(data_dir):
