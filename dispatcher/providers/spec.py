@@ -11,6 +11,7 @@ folder names its provider.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -69,6 +70,17 @@ class DemoAccount:
 class Demo:
     operation: str  # what the demo submits
     accounts: Callable[[], list[DemoAccount]]  # fresh credentials on every call
+
+
+def email_password_accounts(*accounts: tuple[str, int]) -> list[DemoAccount]:
+    """Demo accounts of a provider that logs in with email + password: (email, maxJobs) each,
+    a fresh random password every call."""
+    out = []
+    for email, max_jobs in accounts:
+        password = secrets.token_urlsafe(12)
+        out.append(DemoAccount({"email": email, "password": password},
+                               {"email": email, "password": password, "maxJobs": max_jobs}, email))
+    return out
 
 
 POLL_MIN_SHARE = 0.1  # a poll waits at least this share of the job's age (completion seen within ~10 %)

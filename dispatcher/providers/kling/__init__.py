@@ -3,19 +3,14 @@ expiry is `session.ExpireTime` / `ExpireTimeUTC`, as useapi shows it."""
 
 from __future__ import annotations
 
-import secrets
-
 from ..ids import EMAIL_ID, EMAIL_RULE
-from ..spec import Demo, DemoAccount, ProviderSpec
+from ..spec import Demo, DemoAccount, ProviderSpec, email_password_accounts
 from .adapter import KlingAdapter, render_credentials, render_jwt
 from .shape import SHAPE
 
 
 def _demo_accounts() -> list[DemoAccount]:
-    password = secrets.token_urlsafe(12)
-    email = "kling-a@demo.example"
-    return [DemoAccount({"email": email, "password": password},
-                        {"email": email, "password": password, "maxJobs": 2}, email)]
+    return email_password_accounts(("kling-a@demo.example", 2))
 
 
 SPEC = ProviderSpec(

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
-
 from ..ids import EMAIL_ID, EMAIL_RULE
-from ..spec import Demo, DemoAccount, ProviderSpec
+from ..spec import Demo, DemoAccount, ProviderSpec, email_password_accounts
 from .adapter import PixVerseAdapter, render_credentials, render_jwt
 from .shape import SHAPE
 
 
 def _demo_accounts() -> list[DemoAccount]:
-    out = []
-    for email, max_jobs in (("pix-a@demo.example", 2), ("pix-b@demo.example", 1)):
-        password = secrets.token_urlsafe(12)
-        out.append(DemoAccount({"email": email, "password": password},
-                               {"email": email, "password": password, "maxJobs": max_jobs}, email))
-    return out
+    return email_password_accounts(("pix-a@demo.example", 2), ("pix-b@demo.example", 1))
 
 
 SPEC = ProviderSpec(
