@@ -1,4 +1,5 @@
-"""Admin API under `/_sandbox`: health, users, reset, token expiry, stats, media."""
+"""Admin API under `/_sandbox`: health, users, reset, token expiry, stats, media, and the
+useapi.net emulation's controls (API tokens, an account's pending error, outside jobs)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,24 @@ def _error(status: int, message: str, code: str) -> Response:
     return JSONResponse({"error": message, "code": code}, status_code=status)
 
 
+def guarded(fn):
+    """Bad input -> 400, unknown user or account -> 404, as `{"error", "code"}`."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except BadRequest as exc:
+            return _error(400, exc.message, exc.code)
+        except KeyError as exc:
+            name = exc.args[0] if exc.args else ""
+            message = name if str(name).startswith("unknown ") else f"unknown user {name}"
+            return _error(404, message, "not_found")
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
 def routes(sb: Sandbox) -> list[Route]:
-    def guarded(fn):
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await fn(request)
-            except BadRequest as exc:
-                return _error(400, exc.message, exc.code)
-            except KeyError as exc:
-                return _error(404, f"unknown user {exc.args[0] if exc.args else ''}", "not_found")
-
-        wrapped.__name__ = fn.__name__
-        return wrapped
-
     def ident(params: dict[str, Any]) -> tuple[str, str]:
         provider = params["provider"]
         return ALIASES.get(provider, provider), params["id"]
@@ -86,4 +92,35 @@ def routes(sb: Sandbox) -> list[Route]:
         Route(f"{p}/tokens/expire", guarded(expire), methods=["POST"]),
         Route(f"{p}/stats", stats, methods=["GET"]),
         Route(f"{p}/media/{{name}}", serve_media, methods=["GET"]),
+        *_useapi_routes(sb, p),
+    ]
+
+
+def _useapi_routes(sb: Sandbox, p: str) -> list[Route]:
+    """Controls of the api.useapi.net emulation (`sandbox/useapi`), whose state is `sb.plugins["useapi"]`:
+    register an API token, set or clear an account's pending `error`, occupy slots with outside jobs."""
+
+    def useapi():
+        return sb.plugins["useapi"]
+
+    async def token(request: Request) -> Response:
+        useapi().add_token((await json_body(request)).get("token"))
+        return JSONResponse({"ok": True}, status_code=201)
+
+    async def error(request: Request) -> Response:
+        body = await json_body(request)
+        if "error" not in body:
+            raise BadRequest("error is required (a string, or null to clear it)", "invalid_error")
+        useapi().set_error(body.get("provider"), body.get("account"), body["error"])
+        return JSONResponse({"ok": True})
+
+    async def busy(request: Request) -> Response:
+        body = await json_body(request)
+        useapi().set_busy(body.get("provider"), body.get("account"), body.get("jobs"), body.get("seconds"))
+        return JSONResponse({"ok": True})
+
+    return [
+        Route(f"{p}/useapi-tokens", guarded(token), methods=["POST"]),
+        Route(f"{p}/useapi-accounts/error", guarded(error), methods=["POST"]),
+        Route(f"{p}/useapi-busy", guarded(busy), methods=["POST"]),
     ]

@@ -8,7 +8,7 @@ from typing import Callable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import admin, upstreams
+from . import admin, upstreams, useapi
 from .state import Sandbox
 
 
@@ -28,7 +28,7 @@ class _CountRequests:
 def build_app(clock: Callable[[], float] = time.time, *, seed: int | None = None) -> Starlette:
     """A fresh sandbox (own state, own JWT secret) as an ASGI app; `app.state.sandbox` is the state."""
     sb = Sandbox(clock=clock, seed=seed)
-    routes = [*upstreams.all_routes(sb), *admin.routes(sb)]
+    routes = [*upstreams.all_routes(sb), *admin.routes(sb), useapi.mount(sb)]
     app = Starlette(routes=routes, middleware=[Middleware(_CountRequests, sb=sb)])
     app.state.sandbox = sb
     return app

@@ -53,6 +53,7 @@ class Sandbox:
     def __init__(self, clock: Callable[[], float] = time.time, seed: int | None = None) -> None:
         self.clock = clock
         self.secret = secrets.token_bytes(32)
+        self.plugins: dict[str, Any] = {}  # emulations layered on this state (`useapi`): reset(), stats()
         self.reset(seed)
 
     # ------------------------------------------------------------------ admin
@@ -66,6 +67,8 @@ class Sandbox:
         self.rng = random.Random(seed)
         self._seq = 0
         self._verified: dict[str, dict[str, Any]] = {}  # token -> claims (signature already checked)
+        for plugin in self.plugins.values():
+            plugin.reset()
 
     def upsert_user(self, body: Any) -> tuple[User, bool]:
         if not isinstance(body, dict):
@@ -330,4 +333,4 @@ class Sandbox:
             }
         totals = {name: self.counts[name] for name in
                   ("violations", "duplicates", "expired_token_requests", "requests", "logins", "refreshes")}
-        return {**totals, "users": users}
+        return {**totals, "users": users, **{name: plugin.stats() for name, plugin in self.plugins.items()}}
