@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from . import keys, providers, removal
+from . import keys, providers, removal, useapi_accounts
 from .accounts import not_found_message, render, validate_body
 from .connection import url_for
 from .errors import DispatcherError, NoCapacity, NotFound, UpstreamError, ValidationError
@@ -48,14 +48,11 @@ class Dispatcher:
         spec = providers.get(provider)
         credentials, max_jobs = validate_body(spec, body, path_id)
         try:
-            session = self.core.adapter(provider).login(credentials)  # raises LoginFailed: nothing stored
+            # raises LoginFailed: nothing stored. maxJobs rides along: useapi's account POST takes it
+            session = self.core.adapter(provider).login({**credentials, "maxJobs": max_jobs})
         except UnicodeEncodeError:  # a credential sent in an HTTP header (token, cookie) must be ASCII
             raise ValidationError("A credential holds characters that cannot be sent upstream (not ASCII)") from None
-        account_id = self.core.accounts.save(spec, credentials, max_jobs, session)
-        cap = self.core.capacity(provider)
-        cap.set_cooldown(account_id, None)
-        cap.set_usable_until(account_id, self.core.usable_until_ms(spec, session))
-        self.core.dispatch(cap.set_account(account_id, max_jobs))
+        account_id = self.core.open_account(spec, credentials, max_jobs, session)
         log.info("account saved", provider=provider, account=account_id, max_jobs=max_jobs)
         return self.account_view(provider, account_id)
 
@@ -77,9 +74,16 @@ class Dispatcher:
         ms = table.get(account_id) if table is not None else self.core.r.hget(keys.cooldown(provider), account_id)
         return int(ms) / 1000 if ms else None
 
-    def delete_account(self, provider: str, account_id: str) -> None:
+    def delete_account(self, provider: str, account_id: str, *, remote: bool = False) -> None:
+        """Remove the account here (its running generations end first). `remote`: also at
+        useapi.net, for a provider reached through it (400 otherwise; nothing changed)."""
         spec = providers.get(provider)
         self.core.accounts.get(spec, account_id)  # 404 when unknown
+        if remote:
+            if self.settings.upstream_kind(spec.name) != "useapi":
+                raise ValidationError(f"remote=true deletes the account at useapi.net, but {spec.title} is not "
+                                      "reached through useapi")
+            self.core.adapter(provider).delete_account(account_id)  # useapi first: its refusal changes nothing
         failed, admitted = self.core.capacity(provider).remove_account(account_id)  # out of rotation first
         removal.end_running(self.core, provider, account_id)  # none of its generations is left stranded
         self.core.accounts.delete(spec, account_id)
@@ -92,6 +96,10 @@ class Dispatcher:
             self.core.finished(gen.id)
         self.core.dispatch(admitted)
         log.info("account deleted", provider=provider, account=account_id)
+
+    def import_useapi_accounts(self, provider: str | None = None) -> dict:
+        """Mirror the accounts configured at useapi.net (see `dispatcher.useapi_accounts`)."""
+        return useapi_accounts.import_accounts(self.core, provider)
 
     def submit(self, provider: str, operation: str, payload: dict | None = None, *, account: str | None = None,
                reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True,

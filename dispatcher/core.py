@@ -17,11 +17,12 @@ from . import keys, metrics, providers, shapes
 from .accounts import ON_HOLD, OUT_OF_CREDITS, AccountStore
 from .capacity import Admission, Capacity
 from .connection import connect, connect_rq, url_for
-from .errors import UpstreamError
+from .errors import ConfigurationError, UpstreamError
 from .generations import ADMITTED, FAILED, WAITING, Generation, GenerationStore, provider_of
 from .health import FailureWindow
-from .logging import get_logger
-from .providers import ProviderSpec, Session
+from .logging import get_logger, register_secret
+from .providers import Adapter, ProviderSpec, Session
+from .providers.useapi import UseapiAdapter
 from .secrets import Vault
 from .settings import Settings
 from .steps import StepQueue
@@ -43,6 +44,11 @@ class Core:
                                            failure_ttl=self.settings.failure_ttl)
         self.steps = StepQueue(self.rq)
         self.http = http or httpx.Client(timeout=self.settings.upstream_timeout)
+        register_secret(self.settings.useapi_token)  # masked wherever it might show up in a log line
+        for pair in self.settings.upstreams:
+            if pair.partition("=")[0] not in providers.REGISTRY:
+                raise ConfigurationError(f"DISPATCHER_UPSTREAM_{pair.partition('=')[0].upper()}: no such provider; "
+                                         f"known: {', '.join(sorted(providers.REGISTRY))}")
         self._capacity: dict[str, Capacity] = {}
         self.callback_secret = self.settings.callback_secret or self.vault.key
         self._failures = FailureWindow(self.r, window=self.settings.failure_window)
@@ -65,15 +71,40 @@ class Core:
                                                 max_waiting=self.settings.max_waiting)
         return self._capacity[provider]
 
-    def adapter(self, provider: str):
-        return providers.get(provider).adapter(self.http, self.settings.upstream_url)
+    def adapter(self, provider: str, *, max_jobs: int | None = None) -> Adapter:
+        """The provider's adapter for its configured upstream kind (`direct` or `useapi`).
+        `max_jobs`: the admitting account's, sent as useapi's per-request maxJobs on a create."""
+        spec = providers.get(provider)
+        if self.settings.upstream_kind(spec.name) == "useapi":
+            if spec.useapi is None:
+                raise ConfigurationError(f"{spec.title} cannot be reached through useapi: it declares no useapi dialect")
+            return UseapiAdapter(self.http, self.settings.useapi_url, token=self.settings.useapi_token or "",
+                                 spec=spec, dialect=spec.useapi, max_jobs=max_jobs)
+        return spec.adapter(self.http, self.settings.upstream_url)
+
+    def refresh_kind(self, spec: ProviderSpec) -> str:
+        """How this provider's sessions renew on its configured upstream: relogin, refresh_token,
+        upstream (useapi renews it; we re-read it) or none (flag before expiry)."""
+        if self.settings.upstream_kind(spec.name) == "useapi" and spec.useapi is not None:
+            return spec.useapi.refresh
+        return spec.refresh
+
+    def open_account(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session) -> str:
+        """Store an account after a login (create or replace: its error and cooldown cleared), and
+        open its slots. Returns its id."""
+        account_id = self.accounts.save(spec, credentials, max_jobs, session)
+        cap = self.capacity(spec.name)
+        cap.set_cooldown(account_id, None)
+        cap.set_usable_until(account_id, self.usable_until_ms(spec, session))
+        self.dispatch(cap.set_account(account_id, max_jobs))
+        return account_id
 
     def usable_until_ms(self, spec: ProviderSpec, session: Session) -> int:
         """Past this instant admission stops using the account's token.
 
         A refreshable token is usable to its expiry (the JWT watch refreshes it
         ahead of time); one that cannot be refreshed stops a margin before."""
-        if spec.refresh == "none":
+        if self.refresh_kind(spec) == "none":
             return int((session.expires_at - self.refresh_margin(session)) * 1000)
         return int(session.expires_at * 1000)
 

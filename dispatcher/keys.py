@@ -98,3 +98,8 @@ def refresh_lock(provider: str, account_id: str) -> str:
 def providers_seen() -> str:
     """set: providers with at least one account (so maintenance knows where to look)."""
     return f"{ROOT}:providers"
+
+
+def useapi_sync(provider: str) -> str:
+    """Set (with a TTL of `useapi_sync` seconds) by the process that last read the provider's accounts at useapi."""
+    return f"{ROOT}:{tag(provider)}:useapi-sync"

@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ConfigurationError
 
 PREFIX = "DISPATCHER_"
+UPSTREAM_KINDS = ("direct", "useapi")
 
 
 def _env(name: str) -> str | None:
@@ -30,6 +31,11 @@ class Settings:
     api_tokens: tuple[str, ...] = ()  # unset: a token is generated into data_dir
     secret_key: str | None = None  # Fernet key; unset: generated into data_dir
     upstream_url: str | None = None  # points every adapter at one base URL (the sandbox)
+    upstream: str = "direct"  # upstream kind of every provider: direct (its own web API) | useapi (useapi.net)
+    upstreams: tuple[str, ...] = ()  # per-provider kinds, "runwayml=useapi"; also read from DISPATCHER_UPSTREAM_<PROVIDER>
+    useapi_token: str | None = None  # the team's useapi.net API token (a secret: never logged or shown)
+    useapi_url: str = "https://api.useapi.net"  # useapi.net's base URL (tests: the sandbox's /useapi)
+    useapi_sync: float = 60.0  # seconds between reads of the accounts at useapi (expiry, error); 0: never
     host: str = "127.0.0.1"
     port: int = 8000
     lease_ttl: float = 30.0  # seconds a slot lease lives without renewal
@@ -68,6 +74,26 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}MAX_WAITING must be 1 or more, got {self.max_waiting}")
         if not 0 < self.callback_deadline <= 300:
             raise ConfigurationError(f"{PREFIX}CALLBACK_DEADLINE must be between 0 and 300 seconds")
+        for kind in (self.upstream, *(pair.partition("=")[2] for pair in self.upstreams)):
+            if kind not in UPSTREAM_KINDS:
+                raise ConfigurationError(f"{PREFIX}UPSTREAM: unknown upstream kind {kind!r}; "
+                                         f"known: {', '.join(UPSTREAM_KINDS)}")
+        for pair in self.upstreams:
+            if not pair.partition("=")[0]:
+                raise ConfigurationError(f"{PREFIX}UPSTREAMS takes provider=kind pairs, got {pair!r}")
+        if self.useapi_sync < 0:
+            raise ConfigurationError(f"{PREFIX}USEAPI_SYNC must be 0 or more seconds")
+
+    def upstream_kind(self, provider: str) -> str:
+        """`direct` or `useapi`: a per-provider setting wins over `upstream`."""
+        for pair in self.upstreams:
+            name, _, kind = pair.partition("=")
+            if name == provider:
+                return kind
+        return self.upstream
+
+    def uses_useapi(self) -> bool:
+        return self.upstream == "useapi" or any(p.endswith("=useapi") for p in self.upstreams)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -77,6 +103,14 @@ class Settings:
             if raw is None:
                 continue
             values[f.name] = _parse(f, raw)
+        # DISPATCHER_UPSTREAM_<PROVIDER>=kind, for one provider (beside the UPSTREAMS list)
+        fields = {f.name for f in dataclasses.fields(cls)}  # UPSTREAM_URL, UPSTREAM_TIMEOUT… are settings
+        named = {key[len(PREFIX):].lower()[len("upstream_"):]: value.strip() for key, value in os.environ.items()
+                 if key.startswith(PREFIX + "UPSTREAM_") and key[len(PREFIX):].lower() not in fields
+                 and value.strip()}
+        if named:
+            listed = [p for p in values.get("upstreams", ()) if p.partition("=")[0] not in named]
+            values["upstreams"] = tuple(listed) + tuple(f"{name}={kind}" for name, kind in sorted(named.items()))
         values.update(overrides)
         return cls(**values)
 

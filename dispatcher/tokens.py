@@ -29,6 +29,7 @@ from . import keys, metrics, providers
 from .errors import DispatcherError, LoginFailed, NotFound, UpstreamError
 from .health import refresh_failed_message
 from .logging import get_logger
+from .providers.useapi import SessionNotRenewed
 
 if TYPE_CHECKING:
     from dispatcher.core import Core
@@ -101,7 +102,7 @@ def ensure_token(d: Core, provider: str, account_id: str, *, force: bool = False
             return session.token
     if session and force and stale_token and session.token != stale_token:
         return session.token  # someone already replaced the token that failed
-    if spec.refresh == "none":
+    if d.refresh_kind(spec) == "none":
         if account.error:
             raise AccountUnusable(f"Account {account_id} is flagged ({account.error}) and its token has expired")
         if session and now < session.expires_at and not force:
@@ -147,10 +148,12 @@ def _refresh(d: Core, spec, account_id: str, *, seen: str | None) -> str:
         return session.token  # refreshed by someone else meanwhile
     adapter = d.adapter(spec.name)
     try:
-        fresh = _renew(adapter, spec, account.credentials, session)
+        fresh = _renew(adapter, d.refresh_kind(spec), {**account.credentials, "maxJobs": account.max_jobs}, session)
     except LoginFailed as exc:
         metrics.refresh_failed(d, spec.name, account_id, "refused")
-        d.flag_account(spec.name, account_id, refresh_failed_message())
+        # a session useapi did not renew: say how long it has left; otherwise useapi's wording
+        reason = exc.message if isinstance(exc, SessionNotRenewed) else refresh_failed_message()
+        d.flag_account(spec.name, account_id, reason)
         log.warning("token refresh refused", provider=spec.name, account=account_id, reason=exc.message)
         raise AccountUnusable(f"Account {account_id}: {exc.message}") from None
     except UpstreamError:
@@ -164,17 +167,18 @@ def _refresh(d: Core, spec, account_id: str, *, seen: str | None) -> str:
     return fresh.token
 
 
-def _renew(adapter, spec, credentials: dict, session):
+def _renew(adapter, kind: str, credentials: dict, session):
     """Refresh the session; a refused refresh token falls back to a full login once
-    (a rotated refresh token whose answer was lost must not cost the account)."""
+    (a rotated refresh token whose answer was lost must not cost the account).
+    `credentials`: the account's, with its `maxJobs` (useapi's account POST takes it)."""
     if session is None:
         return adapter.login(credentials)
     try:
         return adapter.refresh(credentials, session)
     except LoginFailed:
-        if spec.refresh != "refresh_token":
+        if kind != "refresh_token":
             raise
-        log.info("refresh token refused; logging in again", provider=spec.name, account=session.account_id)
+        log.info("refresh token refused; logging in again", account=session.account_id)
         return adapter.login(credentials)
 
 
@@ -224,7 +228,7 @@ def _watch_one(d: Core, spec, account, now: float, horizon: float) -> int:
     margin = d.refresh_margin(s)
     if now + horizon < s.expires_at - margin:
         return 0
-    if spec.refresh == "none":
+    if d.refresh_kind(spec) == "none":
         if now >= s.expires_at - margin:
             ensure_token(d, spec.name, account.id, account=account)  # flags it: before expiry, with the reason
         return 0

@@ -89,6 +89,20 @@ def dispatcher(r, settings, sandbox):
 
 
 @pytest.fixture
+def steps(dispatcher):
+    """The workers' step functions on this test's Dispatcher, deferring metrics as a worker does."""
+    from dispatcher import metrics
+    from workers import context
+    from workers import steps as step_functions
+
+    previous = context._core
+    dispatcher.core.deferred_metrics = metrics.Deferred()
+    context.install(dispatcher.core)
+    yield step_functions
+    context._core = previous
+
+
+@pytest.fixture
 def api(dispatcher):
     """The HTTP API in-process, with a valid token; upstream calls still go over loopback HTTP."""
     from fastapi.testclient import TestClient

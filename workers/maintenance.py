@@ -30,8 +30,9 @@ import redis
 
 from dispatcher import keys
 from dispatcher import logging as dlog
-from dispatcher import metrics, providers, rq_glue
-from dispatcher.generations import LIVE
+from dispatcher import metrics, providers, rq_glue, useapi_accounts
+from dispatcher.errors import UpstreamError
+from dispatcher.generations import ADMITTED, LIVE
 from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, queue_name
 from dispatcher.tokens import watch
 
@@ -94,6 +95,10 @@ def resume_orphans(d: Core, provider: str, limit: int = 500) -> int:
         if gen.upstream_id:
             d.steps.poll(provider, gen_id, gen.account)
         else:
+            if gen.state == ADMITTED and gen.account and gen.maybe_on != gen.account:
+                # its worker may have died with the create sent: stay on the account and ask
+                # the upstream for that job before creating it again (`Adapter.recover`)
+                d.generations.update(gen_id, maybe_on=gen.account)
             d.steps.start(provider, gen_id, gen.account or cap.holder(gen_id))
         resumed += 1
         # overdue: how long after its lease ran out; the lease ran out within lease_ttl of its worker's death
@@ -164,7 +169,8 @@ def recover_callbacks(d: Core, limit: int = 200) -> int:
 
 def tick(d: Core, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
-              "callbacks": recover_callbacks(d), "resumed": 0, "refreshed": 0, "unparked": 0}
+              "callbacks": recover_callbacks(d), "resumed": 0, "refreshed": 0, "unparked": 0,
+              "synced": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)
@@ -172,7 +178,18 @@ def tick(d: Core, *, watch_horizon: float = 0.0) -> dict:
         totals["unparked"] += sweep_parked(d, provider)
         d.unflag_expired(provider)
         totals["refreshed"] += watch(d, provider, horizon=watch_horizon)
+        totals["synced"] += _sync_useapi(d, provider)
     return totals
+
+
+def _sync_useapi(d: Core, provider: str) -> int:
+    """Accounts brought in step with useapi.net (a provider reached through it; every
+    `useapi_sync` seconds). useapi away: the next interval tries again."""
+    try:
+        return useapi_accounts.sync(d, provider)
+    except UpstreamError as exc:
+        log.warning("useapi accounts not read", provider=provider, error=exc.message)
+        return 0
 
 
 class MaintenanceLoop(threading.Thread):

@@ -22,6 +22,7 @@ from rq import SimpleWorker
 
 from dispatcher import logging as dlog
 from dispatcher import metrics, providers
+from dispatcher import useapi_accounts
 from dispatcher.core import Core
 from dispatcher.connection import url_for
 from dispatcher.errors import ConfigurationError
@@ -201,6 +202,7 @@ def run_pool(settings, *, processes: int = 2, burst: bool = False) -> None:
             callbacks.stop()
         return
     check_settings_key(settings)  # a wrong key stops the pool here, with the message, before any child
+    useapi_accounts.check_settings(settings)  # so does a missing or refused useapi token
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 

@@ -130,14 +130,17 @@ def _start(generation_id: str, step_id: str | None = None) -> str:
     if gen.upstream_id:
         d.steps.poll(gen.provider, gen.id, gen.account)
         return "resumed"
-    adapter = d.adapter(gen.provider)  # the lease was renewed by _load
+    # the lease was renewed by _load; useapi takes the account's maxJobs on every create
+    adapter = d.adapter(gen.provider, max_jobs=acct.max_jobs if acct is not None else None)
     try:
-        # after an ambiguous attempt (timeout, 5xx) the upstream may hold our job: stay on that
-        # account, flagged or not, and let the idempotency key return it
-        token = _poll_token(d, gen, acct) if gen.maybe_on == gen.account else _token(d, gen, acct)
+        # after an ambiguous attempt (timeout, 5xx, a crash) the upstream may hold our job: stay
+        # on that account, flagged or not, and let the idempotency key (or `recover`) return it
+        again = gen.maybe_on == gen.account
+        token = _poll_token(d, gen, acct) if again else _token(d, gen, acct)
         checked = time.monotonic()
         try:
-            upstream_id = adapter.create(token, gen.operation, gen.payload, gen.id)
+            upstream_id = (adapter.recover(token, gen.id) if again else None) or \
+                adapter.create(token, gen.operation, gen.payload, gen.id)
         except UpstreamError as exc:
             if exc.status != 401:
                 raise

@@ -47,9 +47,11 @@ def _routes(spec: ProviderSpec) -> None:
     async def get_one(request: Request):
         return await run_in_threadpool(request.app.state.dispatcher.account_view, spec.name, request.path_params[idp])
 
-    async def delete_one(request: Request):
-        await run_in_threadpool(request.app.state.dispatcher.delete_account, spec.name, request.path_params[idp])
-        return {"deleted": request.path_params[idp]}
+    async def delete_one(request: Request, remote: bool = False):
+        """`?remote=true`: also delete it at useapi.net (a provider reached through useapi)."""
+        await run_in_threadpool(lambda: request.app.state.dispatcher.delete_account(
+            spec.name, request.path_params[idp], remote=remote))
+        return {"deleted": request.path_params[idp], **({"remote": True} if remote else {})}
 
     extra = _account_body_schema(spec)
     summary = f"Create or update {spec.title} account configuration"

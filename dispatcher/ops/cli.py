@@ -58,7 +58,10 @@ def serve(host, port):
     from ..api.app import create_app
     from ..secrets import check_key
 
+    from ..useapi_accounts import check_settings
+
     s = _settings()
+    check_settings(s)  # a missing or refused DISPATCHER_USEAPI_TOKEN stops here
     d = _dispatcher()
     try:
         check_key(d.core.vault, d.core.r)  # a wrong DISPATCHER_SECRET_KEY stops here, with the message
@@ -164,9 +167,23 @@ def accounts_show(provider, account_id):
 @accounts.command("rm")
 @click.argument("provider")
 @click.argument("account_id")
-def accounts_rm(provider, account_id):
-    _dispatcher().delete_account(provider, account_id)
-    click.echo(f"deleted {provider} {account_id}")
+@click.option("--remote", is_flag=True, help="Also delete it at useapi.net (a provider reached through useapi).")
+def accounts_rm(provider, account_id, remote):
+    _dispatcher().delete_account(provider, account_id, remote=remote)
+    click.echo(f"deleted {provider} {account_id}" + (" here and at useapi" if remote else ""))
+
+
+@accounts.command("import")
+@click.option("--from-useapi", "from_useapi", is_flag=True, required=True,
+              help="Mirror the accounts configured at useapi.net (DISPATCHER_USEAPI_TOKEN).")
+@click.option("--provider", default=None, help="Only this provider (default: every provider reached through useapi).")
+def accounts_import(from_useapi, provider):
+    """Mirror a team's useapi.net accounts: same maxJobs; one useapi shows in error stays out of rotation."""
+    report = _dispatcher().import_useapi_accounts(provider)
+    for name, found in report.items():
+        click.echo(f"{name}: {len(found)} account(s)")
+        for account_id, outcome in found.items():
+            click.echo(f"  {account_id}: {outcome}")
 
 
 # -- views -------------------------------------------------------------------------
@@ -187,11 +204,13 @@ def status(as_json):
 @main.command()
 @click.option("--once", is_flag=True, help="Exit after the summary (used by the tests).")
 @click.option("--jobs", type=int, default=36, show_default=True, help="Generations to submit.")
-def demo(once, jobs):
+@click.option("--upstream", type=click.Choice(["direct", "useapi"]), default="direct", show_default=True,
+              help="direct: the sandbox's providers; useapi: every provider through its useapi.net emulation.")
+def demo(once, jobs, upstream):
     """Start everything on embedded defaults, register demo accounts, run generations, show them live."""
     from .demo import run_demo
 
-    sys.exit(run_demo(_settings(), once=once, jobs=jobs))
+    sys.exit(run_demo(_settings(), once=once, jobs=jobs, upstream=upstream))
 
 
 @main.command()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -62,8 +63,9 @@ def demo_accounts() -> list[DemoAccount]:
 
 
 class Demo:
-    def __init__(self, settings, *, jobs: int, out=None, seed: int | None = None):
+    def __init__(self, settings, *, jobs: int, out=None, seed: int | None = None, upstream: str = "direct"):
         self.settings = settings
+        self.upstream = upstream  # direct: the sandbox's providers; useapi: its useapi.net emulation
         self.jobs = jobs
         self.out = out or sys.stdout
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
@@ -100,6 +102,8 @@ class Demo:
         upstream = self.sandbox.start()
         self.say(f"sandbox    {upstream} (simulated {', '.join(spec.title for spec in providers.all_specs())})")
         self.settings = self.settings.with_(redis_url=redis_url, upstream_url=upstream, data_dir=self.data_dir)
+        if self.upstream == "useapi":
+            self._use_useapi(upstream)
         self.d = Dispatcher(redis_url, self.settings)
         self.token = api_tokens(self.settings)[0]  # generated into the data dir before any child reads it
         self._register_accounts(upstream)
@@ -115,6 +119,14 @@ class Demo:
             self.dashboard_url = "not started: rq-dashboard is not installed (pip install 'dispatcher[dashboard]')"
         self._wait_ready()
         self.say(f"api        {self.api_url}  ·  workers: 2 processes  ·  dashboard {self.dashboard_url}")
+
+    def _use_useapi(self, sandbox: str) -> None:
+        """Every provider through the sandbox's useapi.net emulation, with a fresh useapi token."""
+        token = secrets.token_urlsafe(24)
+        httpx.post(f"{sandbox}/_sandbox/useapi-tokens", json={"token": token}, timeout=10).raise_for_status()
+        self.settings = self.settings.with_(upstream="useapi", upstreams=(), useapi_url=f"{sandbox}/useapi",
+                                            useapi_token=token)
+        self.say(f"useapi     {sandbox}/useapi (the sandbox's useapi.net; every provider goes through it)")
 
     def _register_accounts(self, upstream: str) -> None:
         self.accounts = demo_accounts()
@@ -135,6 +147,10 @@ class Demo:
         env.update({
             "DISPATCHER_REDIS_URL": self.settings.redis_url,
             "DISPATCHER_UPSTREAM_URL": self.settings.upstream_url,
+            "DISPATCHER_UPSTREAM": self.settings.upstream,
+            "DISPATCHER_UPSTREAMS": ",".join(self.settings.upstreams),
+            "DISPATCHER_USEAPI_URL": self.settings.useapi_url,
+            "DISPATCHER_USEAPI_TOKEN": self.settings.useapi_token or "",
             "DISPATCHER_DATA_DIR": str(self.data_dir),
             "DISPATCHER_LOG_FORMAT": "json",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")])),
@@ -239,6 +255,10 @@ class Demo:
             stats = httpx.get(f"{self.sandbox.url}/_sandbox/stats", timeout=5).json()
             self.say(f"upstream   {stats['violations']} concurrency violations, {stats['duplicates']} duplicate "
                      "submissions (the sandbox counts both)")
+            if self.upstream == "useapi":
+                u = stats["useapi"]
+                self.say(f"useapi     {u['calls']} calls, {u['violations']} violations, {u['expired_token_requests']} "
+                         f"requests on an expired session, {u['rejected_429']} answered 429 (busy)")
         except (httpx.HTTPError, ValueError, KeyError):
             pass
         self.say("")
@@ -295,7 +315,7 @@ class Demo:
                 pass
 
 
-def run_demo(settings, *, once: bool = False, jobs: int = 36, out=None) -> int:
+def run_demo(settings, *, once: bool = False, jobs: int = 36, out=None, upstream: str = "direct") -> int:
     """Run the demo; returns the process exit code (0: every generation completed)."""
     out = out or sys.stdout
     if not 1 <= jobs <= 1000:
@@ -303,7 +323,7 @@ def run_demo(settings, *, once: bool = False, jobs: int = 36, out=None) -> int:
         return 2
     dlog.configure(settings.log_format, "warning")  # the terminal shows the demo; children log to files
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    demo = Demo(settings, jobs=jobs, out=out)
+    demo = Demo(settings, jobs=jobs, out=out, upstream=upstream)
     code = 1
     try:
         demo.start()

@@ -54,6 +54,7 @@ class Adapter:
 
     default_base_url: ClassVar[str] = ""
     path_prefix: ClassVar[str] = ""  # under the sandbox's shared base URL
+    refresh_kind: str | None = None  # how sessions renew through this adapter; None: the spec's `refresh`
 
     def __init__(self, client: httpx.Client, base_url: str | None = None):
         self.client = client
@@ -70,6 +71,12 @@ class Adapter:
     # -- jobs -----------------------------------------------------------------
     def create(self, token: str, operation: str, payload: dict, idempotency_key: str) -> str:
         raise NotImplementedError
+
+    def recover(self, token: str, idempotency_key: str) -> str | None:
+        """After a create whose answer was lost: the upstream's id of the job it runs for this
+        key, if it can tell. Default None: the upstream honours the `Idempotency-Key` itself, so
+        sending the create again returns that job."""
+        return None
 
     def poll(self, token: str, upstream_id: str) -> Poll:
         raise NotImplementedError

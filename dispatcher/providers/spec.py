@@ -20,6 +20,7 @@ from .ids import TOKEN_ID, TOKEN_RULE
 
 if TYPE_CHECKING:
     from ..generations import Generation
+    from .useapi import UseapiDialect
 
 CREATE, STATUS, CANCEL, LIST, UPLOAD = "create", "status", "cancel", "list", "upload"
 
@@ -117,6 +118,7 @@ class ProviderSpec:
     # cookie): refused at validation unless every character can travel in a header
     header_fields: tuple[str, ...] = ()
     session_key: str = "jwt"  # the name useapi shows the (masked) session under in an account GET
+    useapi: "UseapiDialect | None" = None  # how useapi.net serves it (`<name>/useapi.py`); None: direct only
 
     def backoff(self, attempt: int) -> float:
         return self.poll_backoff[min(attempt, len(self.poll_backoff) - 1)]

@@ -91,6 +91,19 @@ def test_demo_once_from_a_clean_data_dir(tmp_path):
         server.stop()
 
 
+def test_demo_through_the_useapi_emulation(tmp_path):
+    """`dispatcher demo --upstream useapi`: every provider through the sandbox's useapi.net."""
+    done = subprocess.run([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--once", "--upstream", "useapi",
+                           "--jobs", str(2 * len(PROVIDERS))], env=demo_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, f"demo failed ({done.returncode}):\n{out}\n{done.stderr[-3000:]}"
+    assert re.search(r"^useapi     http://127\.0\.0\.1:\d+/useapi ", out, re.M), out
+    assert f"summary    {2 * len(PROVIDERS)}/{2 * len(PROVIDERS)} completed, 0 failed" in out, out
+    assert re.search(r"^useapi     \d+ calls, 0 violations, 0 requests on an expired session", out, re.M), out
+    assert_all_stopped(tmp_path / "data", out)
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_demo_stays_up_until_ctrl_c_then_stops_everything(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dispatcher.ops.cli", "demo", "--jobs", "8"],

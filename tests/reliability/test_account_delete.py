@@ -96,7 +96,7 @@ def test_a_start_step_racing_the_delete_cancels_what_it_created(rig):
             d.delete_account("runwayml", doomed)  # lands between the upstream's accept and the save
             return upstream_id
 
-    core.adapter = lambda provider: DeletingAdapter(real_adapter(provider))
+    core.adapter = lambda provider, **kw: DeletingAdapter(real_adapter(provider, **kw))
     context.install(core)
     try:
         assert steps.start(gen.id, d.get(gen.id).step) == "superseded"

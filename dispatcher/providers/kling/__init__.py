@@ -7,6 +7,7 @@ from ..ids import EMAIL_ID, EMAIL_RULE
 from ..spec import Demo, DemoAccount, ProviderSpec, email_password_accounts
 from .adapter import KlingAdapter, render_credentials, render_jwt
 from .shape import SHAPE
+from .useapi import DIALECT as USEAPI
 
 
 def _demo_accounts() -> list[DemoAccount]:
@@ -18,7 +19,7 @@ SPEC = ProviderSpec(
     id_field="email", id_from_login=False, credential_fields=("email", "password"),
     max_jobs=(1, 50), recommended_max_jobs=None, refresh="relogin",
     adapter=KlingAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    shape=SHAPE, demo=Demo("videos/text2video", _demo_accounts),
+    shape=SHAPE, useapi=USEAPI, demo=Demo("videos/text2video", _demo_accounts),
     operations=("videos/text2video", "videos/image2video"),
     id_pattern=EMAIL_ID, id_rule=EMAIL_RULE, session_key="session",
     poll_backoff=(2.0, 3.0, 5.0, 10.0),

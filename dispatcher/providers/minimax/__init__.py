@@ -6,6 +6,7 @@ from ..ids import NUMERIC_ID, NUMERIC_RULE
 from ..spec import Demo, DemoAccount, ProviderSpec
 from .adapter import MiniMaxAdapter, render_credentials, render_jwt
 from .shape import SHAPE
+from .useapi import DIALECT as USEAPI
 
 
 def _demo_accounts() -> list[DemoAccount]:
@@ -19,6 +20,6 @@ SPEC = ProviderSpec(
     id_field="account", id_from_login=False, credential_fields=("account", "token"),
     max_jobs=(1, 10), recommended_max_jobs=3, refresh="none",
     adapter=MiniMaxAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    shape=SHAPE, demo=Demo("videos/create", _demo_accounts),
+    shape=SHAPE, useapi=USEAPI, demo=Demo("videos/create", _demo_accounts),
     id_pattern=NUMERIC_ID, id_rule=NUMERIC_RULE, header_fields=("token",),  # the token is the `token` header
 )

@@ -8,6 +8,7 @@ import secrets
 from ..spec import Demo, DemoAccount, ProviderSpec
 from .adapter import RiffusionAdapter, render_credentials, render_jwt
 from .shape import SHAPE
+from .useapi import DIALECT as USEAPI
 
 
 def _demo_accounts() -> list[DemoAccount]:
@@ -23,6 +24,6 @@ SPEC = ProviderSpec(
     id_field="user_id", id_from_login=True, credential_fields=("cookie",),
     max_jobs=(1, 10), recommended_max_jobs=6, refresh="refresh_token",
     adapter=RiffusionAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    shape=SHAPE, demo=Demo("music/create", _demo_accounts),
+    shape=SHAPE, useapi=USEAPI, demo=Demo("music/create", _demo_accounts),
     header_fields=("cookie",),  # a browser cookie: a Cookie header's value, whatever carries it here
 )
