@@ -55,7 +55,9 @@ class Settings:
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     metrics: bool = True  # count admissions, outcomes, step latency… in Redis for /metrics
+    metrics_account_labels: str = "hash"  # the `account` label of /metrics: hash (a keyed digest) | raw (the id)
     chain_starts: int = 16  # claimed start steps one step job may run after its own (workers/chain.py); 0: none
+    step_history_ttl: int = 24 * 3600  # seconds rq-dashboard keeps the step that ended a generation (finished/failed)
     dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
     dashboard_password: str | None = None
@@ -81,6 +83,10 @@ class Settings:
         for pair in self.upstreams:
             if not pair.partition("=")[0]:
                 raise ConfigurationError(f"{PREFIX}UPSTREAMS takes provider=kind pairs, got {pair!r}")
+        if self.metrics_account_labels not in ("hash", "raw"):
+            raise ConfigurationError(f"{PREFIX}METRICS_ACCOUNT_LABELS must be hash or raw")
+        if self.step_history_ttl < 60:
+            raise ConfigurationError(f"{PREFIX}STEP_HISTORY_TTL must be 60 seconds or more")
         if self.useapi_sync < 0:
             raise ConfigurationError(f"{PREFIX}USEAPI_SYNC must be 0 or more seconds")
 
