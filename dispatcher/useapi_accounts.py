@@ -55,7 +55,11 @@ def import_accounts(d: Core, provider: str | None = None) -> dict:
     report: dict[str, dict[str, str]] = {}
     for spec in specs:
         found = report.setdefault(spec.name, {})
+        here = set(d.accounts.ids(spec.name))
         for account_id, body in sorted(_adapter(d, spec).accounts().items()):
+            if str(account_id) in here:  # ours holds its credentials (a re-POST can renew it): kept as it is
+                found[str(account_id)] = "kept: already configured here"
+                continue
             found[str(account_id)] = _import_one(d, spec, str(account_id), body)
     return report
 

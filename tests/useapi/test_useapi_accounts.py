@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher import providers
 from dispatcher.errors import ConfigurationError
 from dispatcher.useapi_accounts import check_settings
 
@@ -102,6 +103,16 @@ def test_import_mirrors_twelve_accounts_with_their_maxjobs_and_error(dispatcher,
     # a generation pinned elsewhere runs; the errored account takes none
     gen = dispatcher.submit("pixverse", "videos/create", {"prompt": "x"}, account="imp-p1@example.com")
     assert gen.status in ("admitted", "waiting", "submitted")
+
+
+def test_import_keeps_an_account_configured_here(dispatcher, team, settings):
+    """An account posted through the dispatcher holds its password here: an import must not
+    replace it by useapi's masked copy (the JWT watch could no longer re-POST it)."""
+    team.account("runwayml", "mine@example.com", 2)
+    done = _cli(settings, "accounts", "import", "--from-useapi", "--provider", "runwayml")
+    assert done.returncode == 0 and "mine@example.com: kept: already configured here" in done.stdout, done.stdout
+    account = dispatcher.core.accounts.get(providers.get("runwayml"), "mine@example.com")
+    assert account.credentials.get("password") == "pw-s3cret-value"
 
 
 def test_import_of_one_provider(dispatcher, team, settings):
