@@ -8,7 +8,6 @@ emulated useapi logs in against the same emulated providers.
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
 
@@ -87,19 +86,3 @@ class Team:
 @pytest.fixture
 def team(sandbox, dispatcher, useapi_token) -> Team:
     return Team(sandbox, dispatcher, useapi_token)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-@pytest.fixture
-def until():
-    return wait_until
