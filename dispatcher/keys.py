@@ -65,6 +65,41 @@ def pinned(provider: str, account_id: str) -> str:
     return f"{tag(provider)}:pinned:{account_id}"
 
 
+def lines(provider: str) -> str:
+    """set: names "<priority>:<tenant>" of the non-empty common sub-lines (besides `waiting`)."""
+    return f"{tag(provider)}:lines"
+
+
+def line(provider: str, name: str) -> str:
+    """list: the common sub-line `name` ("<priority>:<tenant>")."""
+    return f"{tag(provider)}:line:{name}"
+
+
+def enqueued(provider: str) -> str:
+    """hash: waiting generation -> ms it joined its line (for aging)."""
+    return f"{tag(provider)}:enq"
+
+
+def generation_tenant(provider: str) -> str:
+    """hash: generation -> its tenant (those with one, waiting or holding a slot)."""
+    return f"{tag(provider)}:gten"
+
+
+def tenant_slots(provider: str) -> str:
+    """hash: tenant -> slots its generations hold."""
+    return f"{tag(provider)}:trun"
+
+
+def tenant_pass(provider: str) -> str:
+    """hash: tenant -> pass of the weighted round robin; '~vt' -> the virtual time."""
+    return f"{tag(provider)}:tpass"
+
+
+def policy(provider: str) -> str:
+    """hash: the admission policy the capacity scripts read (aging_ms, w:<tenant>, c:<tenant>)."""
+    return f"{tag(provider)}:policy"
+
+
 def pinned_lines(provider: str) -> str:
     """set: accounts that have a non-empty pinned line."""
     return f"{tag(provider)}:pinned_lines"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from .prng import Minstd
 
+DEFAULT_PRIORITY, STRIDE = 5, 1_000_000  # as in scripts/_pump.lua
+
 
 class ModelError(AssertionError):
     """The real system did something the semantics forbid."""
@@ -34,8 +36,18 @@ class CapacityModel:
     started: dict[str, int] = field(default_factory=dict)
     cooldown: dict[str, int] = field(default_factory=dict)
     usable_until: dict[str, int] = field(default_factory=dict)
-    waiting: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # the default common line (priority 5, no tenant)
     pinned: dict[str, list[str]] = field(default_factory=dict)
+    # priorities and tenants (see next_line in _pump.lua)
+    lines: dict[str, list[str]] = field(default_factory=dict)  # "<priority>:<tenant>" -> FIFO (not '')
+    enq: dict[str, int] = field(default_factory=dict)  # waiting generation -> ms it joined
+    gten: dict[str, str] = field(default_factory=dict)  # generation -> tenant
+    trun: Counter = field(default_factory=Counter)  # tenant -> slots held
+    tpass: dict[str, int] = field(default_factory=dict)  # tenant -> pass
+    vt: int = 0  # the virtual time: the pass of the last choice
+    aging_ms: int = 0
+    weights: dict[str, int] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
 
     # -- eligibility ------------------------------------------------------------
     def eligible(self, a: str, now: int) -> bool:
@@ -53,12 +65,56 @@ class CapacityModel:
     def free_accounts(self, now: int) -> list[str]:
         return sorted(a for a in self.cap if self.has_room(a, now))
 
+    # -- priorities and tenants ---------------------------------------------------
+    def tenant_room(self, tenant: str | None) -> bool:
+        if not tenant or tenant not in self.caps:
+            return True
+        return self.trun[tenant] < self.caps[tenant]
+
+    def line(self, name: str) -> list[str]:
+        return self.waiting if name == "" else self.lines.setdefault(name, [])
+
+    def _next_line(self, now: int):
+        """(name, tenant, pass) of the common sub-line whose head goes next, or None."""
+        best, best_key = None, None
+        names = [n for n, line in self.lines.items() if line] + ([""] if self.waiting else [])
+        for n in names:
+            priority, tenant = (DEFAULT_PRIORITY, "") if n == "" else (int(n.split(":", 1)[0]), n.split(":", 1)[1])
+            if not self.tenant_room(tenant):
+                continue
+            head = self.line(n)[0]
+            t = self.enq.get(head, now)
+            eff = priority + ((now - t) // self.aging_ms if self.aging_ms > 0 else 0)
+            own = self.tpass.get(tenant)
+            pass_ = own if own is not None and own > self.vt else self.vt
+            key = (-eff, pass_, t, n)
+            if best_key is None or key < best_key:
+                best, best_key = (n, tenant, pass_), key
+        return best
+
+    def _take_head(self, best) -> str:
+        n, tenant, pass_ = best
+        line = self.line(n)
+        g = line.pop(0)
+        if n and not line:
+            del self.lines[n]
+        self.enq.pop(g, None)
+        weight = self.weights.get(tenant, 1)
+        self.tpass[tenant] = pass_ + STRIDE // (weight if weight > 0 else 1)
+        self.vt = pass_
+        return g
+
     # -- core -------------------------------------------------------------------
     def _admit(self, g: str, a: str, now: int, ttl: int, out: list) -> None:
         if not self.has_room(a, now):
             raise ModelError(f"admitting {g} to {a} without room")
         if g in self.holder:
             raise ModelError(f"{g} would hold two slots")
+        tenant = self.gten.get(g)
+        if tenant is not None:
+            if tenant in self.caps and self.trun[tenant] >= self.caps[tenant]:
+                raise ModelError(f"admitting {g} of tenant {tenant} at its cap {self.caps[tenant]}")
+            self.trun[tenant] += 1
         self.used[a] += 1
         self.holder[g] = a
         self.deadline[g] = now + ttl
@@ -70,6 +126,11 @@ class CapacityModel:
         if a is None:
             return False
         del self.deadline[g], self.started[g]
+        tenant = self.gten.pop(g, None)
+        if tenant is not None:
+            self.trun[tenant] -= 1
+            if self.trun[tenant] <= 0:
+                del self.trun[tenant]
         self.used[a] -= 1
         if self.used[a] <= 0:
             del self.used[a]
@@ -78,13 +139,19 @@ class CapacityModel:
     def _pump(self, now: int, rng: Minstd, ttl: int, out: list) -> None:
         for a in sorted(self.pinned):
             line = self.pinned[a]
-            while line and self.has_room(a, now):
-                self._admit(line.pop(0), a, now, ttl, out)
+            while line and self.has_room(a, now) and self.tenant_room(self.gten.get(line[0])):
+                g = line.pop(0)
+                self.enq.pop(g, None)
+                self._admit(g, a, now, ttl, out)
             if not line:
                 del self.pinned[a]
-        free = self.free_accounts(now) if self.waiting else []
-        while free and self.waiting:
-            g = self.waiting.pop(0)
+        common = self.waiting or any(self.lines.values())
+        free = self.free_accounts(now) if common else []
+        while free:
+            best = self._next_line(now)
+            if best is None:
+                break
+            g = self._take_head(best)
             i = rng.pick(len(free))
             a = free[i]
             self._admit(g, a, now, ttl, out)
@@ -93,41 +160,54 @@ class CapacityModel:
 
     # -- operations (mirror the scripts) ----------------------------------------
     def acquire(self, g: str, *, account: str | None = None, known: bool = False, wait: bool = True,
-                front: bool = False, seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
+                front: bool = False, priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
+                seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
         """("admitted", account, adm) | ("waiting", position, adm) | ("busy", None, adm) | ("unknown", account, [])
         | ("full", waiting, adm): it would wait, but `max_waiting` generations already do."""
         ttl = self.ttl_ms if ttl is None else ttl
+        tenant = tenant or ""
         if account is not None and not known and account not in self.cap and not self.pinned.get(account):
             return "unknown", account, []
         rng, out = Minstd(seed), []
         self._pump(now, rng, ttl, out)
-        if g in self.holder:
-            return "admitted", self.holder[g], out
-        line = self.waiting if account is None else self.pinned.get(account, [])
-        if line:
-            if g in line:
-                return "waiting", line.index(g) + 1, out
-        elif account is not None:
-            if self.has_room(account, now):
-                self._admit(g, account, now, ttl, out)
-                return "admitted", account, out
-        else:
-            free = self.free_accounts(now)
-            if free:
-                a = free[rng.pick(len(free))]
+        name = "" if priority == DEFAULT_PRIORITY and not tenant else f"{priority}:{tenant}"
+        line = (self.pinned.get(account, []) if account is not None
+                else (self.waiting if name == "" else self.lines.get(name, [])))
+        if (not line or account is None) and self.tenant_room(tenant):
+            # after the pump a free account means no waiting head can take it (see acquire.lua)
+            a = None
+            if account is not None:
+                a = account if self.has_room(account, now) else None
+            else:
+                free = self.free_accounts(now)
+                a = free[rng.pick(len(free))] if free else None
+            if a is not None:
+                if g in self.holder:
+                    return "admitted", self.holder[g], out
+                if tenant:
+                    self.gten[g] = tenant
                 self._admit(g, a, now, ttl, out)
                 return "admitted", a, out
+        if g in self.holder:
+            return "admitted", self.holder[g], out
+        if g in line:
+            return "waiting", line.index(g) + 1, out
         if not wait:
             return "busy", None, out
-        total = len(self.waiting) + sum(len(x) for x in self.pinned.values())
+        total = len(self.waiting) + sum(len(x) for x in self.pinned.values()) + sum(len(x) for x in self.lines.values())
         if self.max_waiting and not front and total >= self.max_waiting:
             return "full", total, out
-        line = self.waiting if account is None else self.pinned.setdefault(account, [])
+        line = self.pinned.setdefault(account, []) if account is not None else self.line(name)
         if front:
             line.insert(0, g)
-            return "waiting", 1, out
-        line.append(g)
-        return "waiting", len(line), out
+            position = 1
+        else:
+            line.append(g)
+            position = len(line)
+        self.enq.setdefault(g, now)
+        if tenant:
+            self.gten[g] = tenant
+        return "waiting", position, out
 
     def release(self, g: str, *, seed: int, now: int, ttl: int | None = None) -> tuple[bool, list]:
         released = self._release(g)
@@ -172,6 +252,9 @@ class CapacityModel:
         self.cooldown.pop(a, None)
         self.usable_until.pop(a, None)
         failed = self.pinned.pop(a, [])
+        for g in failed:
+            self.enq.pop(g, None)
+            self.gten.pop(g, None)
         return failed, self.pump(seed=seed, now=now, ttl=ttl)
 
     def set_cooldown(self, a: str, until: int | None, *, seed: int, now: int, ttl: int | None = None) -> list:
@@ -188,16 +271,32 @@ class CapacityModel:
             self.usable_until[a] = until
         return self.pump(seed=seed, now=now, ttl=ttl)
 
-    def cancel_waiting(self, g: str, account: str | None = None) -> bool:
+    def cancel_waiting(self, g: str, account: str | None = None, *, priority: int = DEFAULT_PRIORITY,
+                       tenant: str | None = None) -> bool:
         removed = g in self.waiting
-        self.waiting = [x for x in self.waiting if x != g]
+        self.waiting[:] = [x for x in self.waiting if x != g]
+        name = "" if priority == DEFAULT_PRIORITY and not tenant else f"{priority}:{tenant or ''}"
+        if name and name in self.lines:
+            removed = removed or g in self.lines[name]
+            self.lines[name] = [x for x in self.lines[name] if x != g]
+            if not self.lines[name]:
+                del self.lines[name]
         if account is not None and account in self.pinned:
             line = self.pinned[account]
             removed = removed or g in line
             line[:] = [x for x in line if x != g]
             if not line:
                 del self.pinned[account]
+        if removed:
+            self.enq.pop(g, None)
+            if g not in self.holder:
+                self.gten.pop(g, None)
         return removed
+
+    def set_policy(self, *, aging_ms: int = 0, weights: dict | None = None, caps: dict | None = None,
+                   seed: int, now: int, ttl: int | None = None) -> list:
+        self.aging_ms, self.weights, self.caps = aging_ms, dict(weights or {}), dict(caps or {})
+        return self.pump(seed=seed, now=now, ttl=ttl)
 
     # -- views ------------------------------------------------------------------
     def executing(self) -> dict[str, int]:

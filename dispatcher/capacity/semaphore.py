@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError
 
 from .. import keys, lua, rq_glue
 from ..errors import NoCapacity, NotFound, ValidationError
+from .policy import DEFAULT_PRIORITY, check_priority, check_tenant, line_name
 from .prng import seed_arg
 
 SCRIPT_NAMES = (
@@ -35,6 +36,8 @@ _DERIVED = {
     keys.used: "used", keys.leases: "leases", keys.holder: "holder", keys.cooldown: "cooldown",
     keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
     keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
+    keys.lines: "lines", lambda p: keys.line(p, ""): "line:", keys.enqueued: "enq", keys.generation_tenant: "gten",
+    keys.tenant_slots: "trun", keys.tenant_pass: "tpass", keys.policy: "policy",
     lambda p: keys.generation(p, ""): "gen:",
 }
 
@@ -164,32 +167,36 @@ class Capacity:
     # -- leases -----------------------------------------------------------------
     def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
                 wait: bool = True, front: bool = False, require: str | None = None,
+                priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
                 seed: int | None = None) -> AcquireResult:
         """Admit the generation to a random eligible account with room (or to
-        `account` when pinned), else queue it FIFO (`front`: at the head, for one
-        coming back to the line); with wait=False refuse instead (`NoCapacity`,
-        carrying `.admitted` made by the pump meanwhile). `require`: a key of this
-        provider that must exist, else `NotFound` and nothing changes."""
-        args = self._acquire_args(generation_id, account, known, wait, front, require)
+        `account` when pinned), else queue it in the line of its `priority` (0..9) and
+        `tenant` (`front`: at the head, for one coming back to the line); with wait=False
+        refuse instead (`NoCapacity`, carrying `.admitted` made by the pump meanwhile).
+        `require`: a key of this provider that must exist, else `NotFound` and nothing changes."""
+        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant)
         return self._acquired(self._run("acquire", *args, seed=seed), account)
 
     def acquire_in(self, pipe, generation_id: str, *, account: str | None = None, known: bool = False,
-                   wait: bool = True, front: bool = False, require: str | None = None, seed: int | None = None):
+                   wait: bool = True, front: bool = False, require: str | None = None,
+                   priority: int = DEFAULT_PRIORITY, tenant: str | None = None, seed: int | None = None):
         """`acquire` queued on a pipeline; returns a function of its reply giving what
         `acquire` returns (or raising what it raises)."""
-        args = self._acquire_args(generation_id, account, known, wait, front, require)
+        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant)
         read = self._queue(pipe, "acquire", *args, seed=seed)
         return lambda reply: self._acquired(read(reply), account)
 
-    def _acquire_args(self, generation_id, account, known, wait, front, require) -> tuple:
+    def _acquire_args(self, generation_id, account, known, wait, front, require, priority, tenant) -> tuple:
         _check_id("generation_id", generation_id)
+        check_priority(priority)
+        check_tenant(tenant)
         if account is not None:
             _check_id("account", account)
         if require is not None and not require.startswith(keys.tag(self.provider) + ":"):
             raise ValidationError(f"require must be a key of {self.provider} (same hash tag), got {require!r}")
         flag = {True: "1", False: "0"}
         return (generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)],
-                require or "", str(self.max_waiting))
+                require or "", str(self.max_waiting), str(priority), tenant or "")
 
     def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]
@@ -295,14 +302,19 @@ class Capacity:
         return self._configure("usable", account, value, seed=seed)[1]
 
     # -- waiting lines ----------------------------------------------------------
-    def cancel_waiting(self, generation_id: str, account: str | None = None) -> bool:
-        """Remove a waiter from the common line (and from `account`'s pinned line)."""
+    def cancel_waiting(self, generation_id: str, account: str | None = None, *,
+                       priority: int = DEFAULT_PRIORITY, tenant: str | None = None) -> bool:
+        """Remove a waiter from its common line (that of its priority and tenant) and from
+        `account`'s pinned line."""
         _check_id("generation_id", generation_id)
-        return bool(self._run("cancel", generation_id, account or "", seed=0))
+        return bool(self._run("cancel", generation_id, account or "", line_name(priority, tenant), seed=0))
 
-    def position(self, generation_id: str, account: str | None = None) -> int | None:
-        """1-based place in the common line (or in `account`'s pinned line)."""
-        line = keys.pinned(self.provider, account) if account else keys.waiting(self.provider)
+    def position(self, generation_id: str, account: str | None = None, *,
+                 priority: int = DEFAULT_PRIORITY, tenant: str | None = None) -> int | None:
+        """1-based place in its common line (or in `account`'s pinned line)."""
+        name = line_name(priority, tenant)
+        common = keys.waiting(self.provider) if not name else keys.line(self.provider, name)
+        line = keys.pinned(self.provider, account) if account else common
         found = self.client.lpos(line, generation_id)
         return None if found is None else int(found) + 1
 
@@ -311,8 +323,26 @@ class Capacity:
         found = self.client.hget(keys.holder(self.provider), generation_id)
         return None if found is None else _s(found)
 
+    # -- policy -----------------------------------------------------------------
+    def set_policy(self, *, aging_ms: int = 0, weights: dict[str, int] | None = None,
+                   caps: dict[str, int] | None = None, seed: int | None = None) -> list[Admission]:
+        """Priorities and tenants: a waiting generation gains one priority level per `aging_ms`
+        (0: never); tenants share admissions at equal priority by `weights` (default 1 each);
+        a tenant in `caps` holds at most that many slots. Replaces the previous policy, then
+        pumps (a raised cap can admit at once). Every process of a deployment should set the same."""
+        fields = {"aging_ms": _check_int("aging_ms", aging_ms, minimum=0)}
+        for name, value in (weights or {}).items():
+            fields[f"w:{check_tenant(name)}"] = _check_int(f"weight of {name}", value, minimum=1)
+        for name, value in (caps or {}).items():
+            fields[f"c:{check_tenant(name)}"] = _check_int(f"cap of {name}", value, minimum=0)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.policy(self.provider))
+        pipe.hset(keys.policy(self.provider), mapping=fields)
+        pipe.execute()
+        return self.pump(seed=seed)
+
     def snapshot(self) -> dict:
-        now, cap, used, cool, usable, waiting, pinned = self._run("snapshot", seed=0)
+        now, cap, used, cool, usable, waiting, pinned, common, tenants = self._run("snapshot", seed=0)
         cap = {_s(a): int(v) for a, v in _pairs(cap)}
         used = {_s(a): int(v) for a, v in _pairs(used)}
         cool = {_s(a): int(v) for a, v in _pairs(cool)}
@@ -334,6 +364,8 @@ class Capacity:
             "accounts": accounts,
             "waiting": int(waiting),
             "pinned": {_s(a): int(n) for a, n in _pairs(pinned)},
+            "lines": {_s(n): int(c) for n, c in _pairs(common)},  # "<priority>:<tenant>" -> waiting
+            "tenants": {_s(t): int(c) for t, c in _pairs(tenants)},  # tenant -> slots held
         }
 
     def running(self) -> list[dict]:

@@ -329,6 +329,8 @@ def test_running_and_snapshot_shapes(cap):
         },
         "waiting": 0,
         "pinned": {},
+        "lines": {},
+        "tenants": {},
     }
 
 

@@ -15,6 +15,15 @@
 --   started       hash  generation -> ms its lease was taken
 --   pinned:<a>    list  the pinned line of account a
 --   gen:<g>       hash  generation g's record (read and moved only by admit, below)
+--   lines         set   names "<priority>:<tenant>" of the non-empty common sub-lines other
+--                       than `waiting`, which is the sub-line of priority 5 and no tenant
+--   line:<p>:<t>  list  FIFO of generations of priority p (0..9) and tenant t waiting for any account
+--   enq           hash  generation -> ms it joined its line (waiting generations only; for aging)
+--   gten          hash  generation -> tenant (generations with a tenant, waiting or holding a slot)
+--   trun          hash  tenant -> slots its generations hold (entries at 0 are deleted)
+--   tpass         hash  tenant ('' none) -> its pass (stride scheduling); '~vt' -> the virtual time
+--   policy        hash  aging_ms (ms per priority level gained by waiting; 0 none), w:<tenant>
+--                       (weight, default 1), c:<tenant> (cap on slots held); written by semaphore.py
 --
 -- One declared key instead of ten: every call encodes and sends nine arguments
 -- fewer (the capacity calls sit on every step's path). Every derived name carries
@@ -45,6 +54,9 @@ local P = string.sub(K_CAP, 1, -4) -- "dsp:{p}:" (K_CAP ends in "cap")
 local K_USED, K_LEASES, K_HOLDER = P .. 'used', P .. 'leases', P .. 'holder'
 local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = P .. 'cooldown', P .. 'usable', P .. 'waiting', P .. 'pinned_lines'
 local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
+local K_QLINES, K_QLINE, K_ENQ, K_GTEN = P .. 'lines', P .. 'line:', P .. 'enq', P .. 'gten'
+local K_TRUN, K_TPASS, K_POLICY = P .. 'trun', P .. 'tpass', P .. 'policy'
+local DEFAULT_PRIORITY, STRIDE = 5, 1000000
 -- RQ's key names: job hash prefix, queue list prefix, deferred registry prefix, set of queues.
 -- Filled in when the scripts are loaded (dispatcher/lua), with the names dispatcher/rq_glue.py
 -- reads from the installed RQ (LUA_NAMES), so no call sends them.
@@ -109,6 +121,89 @@ local function free_accounts()
   end
   table.sort(list)
   return list
+end
+
+-- The admission policy (priorities, tenants), loaded once per call when a line is served.
+local POLICY, TRUN
+local function policy()
+  if POLICY then return POLICY end
+  POLICY = {aging = 0, weight = {}, cap = {}}
+  local flat = redis.call('HGETALL', K_POLICY)
+  for i = 1, #flat, 2 do
+    local k, v = flat[i], tonumber(flat[i + 1])
+    if k == 'aging_ms' then POLICY.aging = v or 0
+    elseif string.sub(k, 1, 2) == 'w:' then POLICY.weight[string.sub(k, 3)] = v
+    elseif string.sub(k, 1, 2) == 'c:' then POLICY.cap[string.sub(k, 3)] = v end
+  end
+  TRUN = hash_table(K_TRUN)
+  return POLICY
+end
+-- May a generation of tenant t take a slot (its cap, if any, not reached)?
+local function tenant_room(t)
+  if not t or t == '' then return true end
+  local c = policy().cap[t]
+  return not c or (TRUN[t] or 0) < c
+end
+-- A sub-line's key from its name "<priority>:<tenant>" ('' is the default line, `waiting`).
+local function line_key(name)
+  if name == '' then return K_WAITING end
+  return K_QLINE .. name
+end
+local function line_name(priority, tenant)
+  if priority == DEFAULT_PRIORITY and tenant == '' then return '' end
+  return priority .. ':' .. tenant
+end
+local function parse_line(name)
+  if name == '' then return DEFAULT_PRIORITY, '' end
+  local c = string.find(name, ':', 1, true)
+  return tonumber(string.sub(name, 1, c - 1)), string.sub(name, c + 1)
+end
+-- A tenant's pass for the next choice: never behind the virtual time, so a tenant that
+-- comes back after a pause starts level with the others instead of with a saved-up credit.
+local function tenant_pass(t)
+  local vt = tonumber(redis.call('HGET', K_TPASS, '~vt')) or 0
+  local own = tonumber(redis.call('HGET', K_TPASS, t))
+  if own and own > vt then return own end
+  return vt
+end
+-- The common sub-line whose head goes next: highest effective priority (its priority plus
+-- one level per aging_ms waited), then the tenant with the lowest pass (weighted round
+-- robin), then the oldest, then the name. Sub-lines of a tenant at its cap are passed over.
+-- Cost: one look at each non-empty sub-line's head (tenants x priorities), whatever the lengths.
+local function next_line()
+  local names = redis.call('SMEMBERS', K_QLINES)
+  if redis.call('LLEN', K_WAITING) > 0 then names[#names + 1] = '' end
+  local aging = policy().aging
+  local best
+  for _, n in ipairs(names) do
+    local priority, tenant = parse_line(n)
+    local key = line_key(n)
+    local head = redis.call('LINDEX', key, 0)
+    if not head then
+      if n ~= '' then redis.call('SREM', K_QLINES, n) end
+    elseif tenant_room(tenant) then
+      local t = tonumber(redis.call('HGET', K_ENQ, head)) or NOW
+      local eff = priority
+      if aging > 0 then eff = priority + math.floor((NOW - t) / aging) end
+      local pass = tenant_pass(tenant)
+      if not best or eff > best.eff or (eff == best.eff and (pass < best.pass or (pass == best.pass
+          and (t < best.t or (t == best.t and n < best.n))))) then
+        best = {eff = eff, pass = pass, t = t, n = n, key = key, tenant = tenant}
+      end
+    end
+  end
+  return best
+end
+-- Take the head of the chosen sub-line, and advance its tenant's pass by 1/weight.
+local function take_head(best)
+  local g = redis.call('LPOP', best.key)
+  if best.n ~= '' and redis.call('LLEN', best.key) == 0 then redis.call('SREM', K_QLINES, best.n) end
+  redis.call('HDEL', K_ENQ, g)
+  -- the pass grows by STRIDE / weight: whole numbers, so the Python model computes the same
+  local w = policy().weight[best.tenant] or 1
+  if w <= 0 then w = 1 end
+  redis.call('HSET', K_TPASS, best.tenant, best.pass + math.floor(STRIDE / w), '~vt', best.pass)
+  return g
 end
 
 -- Admissions made by this call, flat: g1, a1, e1, g2, a2, e2, ... (e: 1 when the
@@ -195,6 +290,11 @@ end
 local function admit(g, a)
   -- HSETNX: a generation never holds two slots (a stale duplicate is dropped).
   if redis.call('HSETNX', K_HOLDER, g, a) == 0 then return false end
+  local tenant = redis.call('HGET', K_GTEN, g)
+  if tenant then
+    policy()
+    TRUN[tenant] = redis.call('HINCRBY', K_TRUN, tenant, 1)
+  end
   USED[a] = (USED[a] or 0) + 1
   redis.call('HINCRBY', K_USED, a, 1)
   redis.call('ZADD', K_LEASES, NOW + TTL, g)
@@ -212,6 +312,13 @@ local function release_lease(g)
   redis.call('HDEL', K_HOLDER, g)
   redis.call('ZREM', K_LEASES, g)
   redis.call('HDEL', K_STARTED, g)
+  local tenant = redis.call('HGET', K_GTEN, g)
+  if tenant then
+    redis.call('HDEL', K_GTEN, g)
+    local left = redis.call('HINCRBY', K_TRUN, tenant, -1)
+    if left <= 0 then redis.call('HDEL', K_TRUN, tenant) end
+    if TRUN then TRUN[tenant] = (left > 0) and left or nil end
+  end
   local n = redis.call('HINCRBY', K_USED, a, -1)
   if n <= 0 then redis.call('HDEL', K_USED, a) end
   if USED then USED[a] = (n > 0) and n or nil end
@@ -224,8 +331,8 @@ end
 -- Returns true when every line was empty (nothing to do).
 local function pump()
   local nlines = redis.call('SCARD', K_LINES)
-  local nwait = redis.call('LLEN', K_WAITING)
-  if nlines == 0 and nwait == 0 then return true end
+  local ncommon = redis.call('LLEN', K_WAITING) + redis.call('SCARD', K_QLINES)
+  if nlines == 0 and ncommon == 0 then return true end
   load_state()
   if nlines > 0 then
     local accounts = redis.call('SMEMBERS', K_LINES)
@@ -233,18 +340,21 @@ local function pump()
     for _, a in ipairs(accounts) do
       local line = K_PINNED .. a
       while has_room(a) do
-        local g = redis.call('LPOP', line)
-        if not g then break end
+        local g = redis.call('LINDEX', line, 0)
+        if not g or not tenant_room(redis.call('HGET', K_GTEN, g)) then break end -- FIFO: a capped head blocks
+        redis.call('LPOP', line)
+        redis.call('HDEL', K_ENQ, g)
         admit(g, a)
       end
       if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
     end
   end
-  if nwait > 0 then
+  if ncommon > 0 then
     local free = free_accounts()
     while #free > 0 do
-      local g = redis.call('LPOP', K_WAITING)
-      if not g then break end
+      local best = next_line()
+      if not best then break end
+      local g = take_head(best)
       local i = pick(#free)
       local a = free[i]
       if admit(g, a) and not has_room(a) then table.remove(free, i) end

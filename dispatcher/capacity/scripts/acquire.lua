@@ -13,6 +13,9 @@
 --       9 max waiting ('0' or absent = no cap): a new generation that would wait
 --       is refused when this many already wait in the provider's lines (common
 --       and pinned together); one coming back (front) is never refused.
+--       10 priority (0..9, absent = 5), 11 tenant ('' or absent = none): an unpinned
+--       generation waits in the common sub-line of its priority and tenant (see
+--       next_line in _pump.lua); a tenant at its cap is admitted nothing.
 -- Returns {status, detail, g1, a1, e1, g2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
@@ -37,7 +40,10 @@ local required = ARGV[8] or ''
 if required ~= '' and redis.call('EXISTS', required) == 0 then
   return {'unknown', acct}
 end
-local line = pinned and (K_PINNED .. acct) or K_WAITING
+local priority = tonumber(ARGV[10] or '') or DEFAULT_PRIORITY
+local tenant = ARGV[11] or ''
+local sub = line_name(priority, tenant)
+local line = pinned and (K_PINNED .. acct) or line_key(sub)
 
 if pinned and not known and redis.call('HEXISTS', K_CAP, acct) == 0
     and redis.call('EXISTS', line) == 0 then
@@ -46,9 +52,11 @@ end
 
 local idle = pump() -- true: every line was empty (pinned_lines lists the non-empty ones)
 
--- Fast path: its line is empty, so admit directly when an account has room.
+-- Fast path: after the pump, a free account means no waiting head could take it (every
+-- common head left belongs to a tenant at its cap), so the generation is admitted directly
+-- when its own tenant has room and, pinned, its pinned line is empty.
 local queued = idle and 0 or redis.call('LLEN', line)
-if queued == 0 then
+if (queued == 0 or not pinned) and (tenant == '' or tenant_room(tenant)) then
   load_state()
   local a
   if pinned then
@@ -58,6 +66,7 @@ if queued == 0 then
     if #free > 0 then a = free[pick(#free)] end
   end
   if a then
+    if tenant ~= '' and not redis.call('HGET', K_HOLDER, g) then redis.call('HSET', K_GTEN, g, tenant) end
     if admit(g, a) then return reply('admitted', a) end
     return reply('admitted', redis.call('HGET', K_HOLDER, g)) -- already held
   end
@@ -94,10 +103,16 @@ if max_waiting > 0 and not front then
   for _, a in ipairs(redis.call('SMEMBERS', K_LINES)) do
     total = total + redis.call('LLEN', K_PINNED .. a)
   end
+  for _, n in ipairs(redis.call('SMEMBERS', K_QLINES)) do
+    total = total + redis.call('LLEN', K_QLINE .. n)
+  end
   if total >= max_waiting then return reply('full', total) end
 end
 
 local n = 1
 if front then redis.call('LPUSH', line, g) else n = redis.call('RPUSH', line, g) end
-if pinned then redis.call('SADD', K_LINES, acct) end
+if pinned then redis.call('SADD', K_LINES, acct) elseif sub ~= '' then redis.call('SADD', K_QLINES, sub) end
+-- when it joined its line, for aging (a generation already listed keeps its time)
+if redis.call('HEXISTS', K_ENQ, g) == 0 then redis.call('HSET', K_ENQ, g, NOW) end
+if tenant ~= '' then redis.call('HSET', K_GTEN, g, tenant) end
 return reply('waiting', n)

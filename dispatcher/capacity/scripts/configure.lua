@@ -32,6 +32,10 @@ elseif op == 'remove' then
   redis.call('HDEL', K_USABLE, a)
   local line = K_PINNED .. a
   failed = redis.call('LRANGE', line, 0, -1)
+  for _, g in ipairs(failed) do
+    redis.call('HDEL', K_ENQ, g)
+    redis.call('HDEL', K_GTEN, g)
+  end
   redis.call('DEL', line)
   redis.call('SREM', K_LINES, a)
   if (tonumber(redis.call('HGET', K_USED, a)) or 0) <= 0 then redis.call('HDEL', K_USED, a) end

@@ -1,0 +1,121 @@
+"""Priorities, aging and tenants in the capacity scripts, on a real Redis.
+
+Aging is made real without waiting: a waiter's `enq` time (when it joined its line) is moved
+back, which is what minutes of waiting would have done."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher import keys
+from dispatcher.capacity import Capacity
+from dispatcher.errors import ValidationError
+
+P = "policy"
+MINUTE = 60_000
+
+
+@pytest.fixture
+def cap(r):
+    return Capacity(r, P, lease_ttl_ms=600_000)
+
+
+def admitted_by_releases(cap, holder: str, n: int) -> list[str]:
+    """Release the one slot n times, each time to whoever the release admits; their ids in order."""
+    order = []
+    for _ in range(n):
+        got = cap.release(holder)
+        if not got:
+            break
+        holder = got[0].generation_id
+        order.append(holder)
+    return order
+
+
+def test_higher_priority_is_admitted_first(cap):
+    cap.set_account("a", 1)
+    assert cap.acquire("running").status == "admitted"
+    cap.acquire("low", priority=1)
+    cap.acquire("mid")
+    for i in range(3):
+        cap.acquire(f"high{i}", priority=9)
+    assert admitted_by_releases(cap, "running", 5) == ["high0", "high1", "high2", "mid", "low"]
+
+
+def test_aging_bounds_the_wait_of_low_priority(cap, r):
+    """With one level per minute, a priority-0 waiter reaches priority 9 after 9 minutes, and then,
+    older than any fresh priority-9 work, goes first, however much of it keeps coming: the bound
+    is (9 - p) levels of aging."""
+    cap.set_policy(aging_ms=MINUTE)
+    cap.set_account("a", 1)
+    cap.acquire("running")
+    cap.acquire("low", priority=0)
+    now = int(r.time()[0]) * 1000
+    holder, order = "running", []
+    for step in range(12):
+        cap.acquire(f"urgent{step}", priority=9)  # a constant stream of top-priority work
+        r.hset(keys.enqueued(P), "low", now - int((step + 0.5) * MINUTE))  # "low" has waited step + ½ minutes
+        holder = cap.release(holder)[0].generation_id
+        order.append(holder)
+        if holder == "low":
+            break
+    assert order[-1] == "low" and len(order) == 10, order  # admitted at 9½ minutes, not before 8½
+
+
+def test_one_tenant_burst_does_not_stand_before_another(cap):
+    cap.set_account("a", 1)
+    cap.acquire("a-0", tenant="alpha")
+    for i in range(1, 1000):
+        cap.acquire(f"a-{i}", tenant="alpha")
+    for i in range(5):
+        cap.acquire(f"b-{i}", tenant="beta")
+    nxt = admitted_by_releases(cap, "a-0", 10)
+    assert {f"b-{i}" for i in range(5)} <= set(nxt), nxt
+
+
+def test_weights_share_admissions(cap):
+    cap.set_policy(weights={"gold": 2})
+    cap.set_account("a", 1)
+    cap.acquire("first", tenant="gold")
+    for i in range(30):
+        cap.acquire(f"g-{i}", tenant="gold")
+        cap.acquire(f"s-{i}", tenant="silver")
+    nxt = admitted_by_releases(cap, "first", 30)
+    gold = sum(1 for g in nxt if g.startswith("g-"))
+    assert 19 <= gold <= 21, nxt  # two for one
+
+
+def test_a_tenant_cap_holds(cap):
+    cap.set_policy(caps={"small": 2})
+    cap.set_account("a", 5)
+    results = [cap.acquire(f"s-{i}", tenant="small").status for i in range(4)]
+    assert results == ["admitted", "admitted", "waiting", "waiting"]
+    assert cap.acquire("other", tenant="big").status == "admitted"  # room left, another tenant
+    assert cap.snapshot()["tenants"] == {"small": 2, "big": 1}
+    got = cap.release("s-0")
+    assert [a.generation_id for a in got] == ["s-2"]
+    assert cap.snapshot()["tenants"]["small"] == 2
+    cap.set_policy(caps={"small": 3})  # a raised cap admits at once
+    assert cap.snapshot()["tenants"]["small"] == 3
+
+
+def test_cancel_and_snapshot_know_the_lines(cap):
+    cap.set_account("a", 1)
+    cap.acquire("run")
+    cap.acquire("w1", priority=7, tenant="t")
+    cap.acquire("w2")
+    snap = cap.snapshot()
+    assert snap["waiting"] == 2 and snap["lines"] == {"7:t": 1, "5:": 1}
+    assert cap.position("w1", priority=7, tenant="t") == 1
+    assert cap.cancel_waiting("w1", priority=7, tenant="t") is True
+    assert cap.snapshot()["lines"] == {"5:": 1}
+
+
+@pytest.mark.parametrize("kw", [{"priority": 10}, {"priority": -1}, {"priority": "5"}, {"tenant": "a b"},
+                                {"tenant": "x" * 65}, {"tenant": "~vt"}])
+def test_bad_priority_or_tenant_is_refused(cap, r, kw):
+    cap.set_account("a", 1)
+    before = sorted(r.keys("*"))
+    with pytest.raises(ValidationError):
+        cap.acquire("g", **kw)
+    assert sorted(r.keys("*")) == before
