@@ -100,6 +100,16 @@ def policy(provider: str) -> str:
     return f"{tag(provider)}:policy"
 
 
+def pace(provider: str) -> str:
+    """hash: m:<account> / d:<account> -> admissions allowed in any 60 s / 24 h."""
+    return f"{tag(provider)}:pace"
+
+
+def starts(provider: str, account_id: str) -> str:
+    """zset: generation -> ms it was admitted to the account (paced accounts; 24 h kept)."""
+    return f"{tag(provider)}:starts:{account_id}"
+
+
 def pinned_lines(provider: str) -> str:
     """set: accounts that have a non-empty pinned line."""
     return f"{tag(provider)}:pinned_lines"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from .prng import Minstd
 
 DEFAULT_PRIORITY, STRIDE = 5, 1_000_000  # as in scripts/_pump.lua
+MINUTE_MS, DAY_MS = 60_000, 86_400_000
 
 
 class ModelError(AssertionError):
@@ -48,6 +49,9 @@ class CapacityModel:
     aging_ms: int = 0
     weights: dict[str, int] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
+    # pacing: account -> (per minute or None, per day or None); account -> {generation: ms admitted}
+    pace: dict[str, tuple] = field(default_factory=dict)
+    starts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # -- eligibility ------------------------------------------------------------
     def eligible(self, a: str, now: int) -> bool:
@@ -57,7 +61,16 @@ class CapacityModel:
             return False
         if a in self.usable_until and self.usable_until[a] <= now:
             return False
-        return True
+        return not self.paced_out(a, now)
+
+    def paced_out(self, a: str, now: int) -> bool:
+        if a not in self.pace:
+            return False
+        per_minute, per_day = self.pace[a]
+        times = self.starts.get(a, {}).values()
+        in_minute = sum(1 for t in times if t > now - MINUTE_MS)
+        in_day = sum(1 for t in times if t > now - DAY_MS)
+        return (per_minute is not None and in_minute >= per_minute) or (per_day is not None and in_day >= per_day)
 
     def has_room(self, a: str, now: int) -> bool:
         return self.eligible(a, now) and self.used[a] < self.cap[a]
@@ -117,6 +130,11 @@ class CapacityModel:
             self.trun[tenant] += 1
         self.used[a] += 1
         self.holder[g] = a
+        if a in self.pace:
+            starts = self.starts.setdefault(a, {})
+            starts[g] = now
+            for old in [x for x, t in starts.items() if t <= now - DAY_MS]:
+                del starts[old]
         self.deadline[g] = now + ttl
         self.started[g] = now
         out.append((g, a))
@@ -251,6 +269,8 @@ class CapacityModel:
         self.cap.pop(a, None)
         self.cooldown.pop(a, None)
         self.usable_until.pop(a, None)
+        self.pace.pop(a, None)
+        self.starts.pop(a, None)
         failed = self.pinned.pop(a, [])
         for g in failed:
             self.enq.pop(g, None)
@@ -292,6 +312,15 @@ class CapacityModel:
             if g not in self.holder:
                 self.gten.pop(g, None)
         return removed
+
+    def set_pace(self, a: str, per_minute: int | None, per_day: int | None, *, seed: int, now: int,
+                 ttl: int | None = None) -> list:
+        if per_minute is None and per_day is None:
+            self.pace.pop(a, None)
+            self.starts.pop(a, None)
+        else:
+            self.pace[a] = (per_minute, per_day)
+        return self.pump(seed=seed, now=now, ttl=ttl)
 
     def set_policy(self, *, aging_ms: int = 0, weights: dict | None = None, caps: dict | None = None,
                    seed: int, now: int, ttl: int | None = None) -> list:

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from .. import keys, lua, rq_glue
 from ..errors import NoCapacity, NotFound, ValidationError
-from .policy import DEFAULT_PRIORITY, check_priority, check_tenant, line_name
+from .policy import DEFAULT_PRIORITY, check_priority, check_tenant, line_name, pace_view
 from .prng import seed_arg
 
 SCRIPT_NAMES = (
@@ -37,7 +37,8 @@ _DERIVED = {
     keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
     keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
     keys.lines: "lines", lambda p: keys.line(p, ""): "line:", keys.enqueued: "enq", keys.generation_tenant: "gten",
-    keys.tenant_slots: "trun", keys.tenant_pass: "tpass", keys.policy: "policy",
+    keys.tenant_slots: "trun", keys.tenant_pass: "tpass", keys.policy: "policy", keys.pace: "pace",
+    lambda p: keys.starts(p, ""): "starts:",
     lambda p: keys.generation(p, ""): "gen:",
 }
 
@@ -296,6 +297,20 @@ class Capacity:
     def set_cooldown(self, account: str, until_ms: int | None, *, seed: int | None = None) -> list[Admission]:
         value = "" if until_ms is None else _check_int("until_ms", until_ms)
         return self._configure("cooldown", account, value, seed=seed)[1]
+
+    def set_pace(self, account: str, per_minute: int | None = None, per_day: int | None = None, *,
+                 seed: int | None = None) -> list[Admission]:
+        """At most `per_minute` admissions to the account in any 60 s and `per_day` in any 24 h
+        (None: no limit). An account whose window is full is ineligible until it moves."""
+        for kind, n in (("per_minute", per_minute), ("per_day", per_day)):
+            if n is not None:
+                _check_int(kind, n, minimum=1)
+        value = f"{per_minute or ''},{per_day or ''}"
+        return self._configure("pace", account, value, seed=seed)[1]
+
+    def pace(self, account: str) -> dict:
+        """The account's pacing: limits, admissions in its current windows, when each frees a start."""
+        return pace_view(self.client, self.provider, account)
 
     def set_usable_until(self, account: str, until_ms: int | None, *, seed: int | None = None) -> list[Admission]:
         value = "" if until_ms is None else _check_int("until_ms", until_ms)

@@ -119,3 +119,46 @@ def test_bad_priority_or_tenant_is_refused(cap, r, kw):
     with pytest.raises(ValidationError):
         cap.acquire("g", **kw)
     assert sorted(r.keys("*")) == before
+
+
+def shift_starts(r, account: str, ms: int) -> None:
+    """Move an account's recorded admissions `ms` into the past (time passing for its windows)."""
+    key = keys.starts(P, account)
+    for g, t in r.zrange(key, 0, -1, withscores=True):
+        r.zadd(key, {g: t - ms})
+
+
+def test_pace_per_minute_holds_and_the_window_moves(cap, r):
+    cap.set_account("a", 10)
+    cap.set_pace("a", per_minute=2)
+    assert [cap.acquire(f"g{i}").status for i in range(3)] == ["admitted", "admitted", "waiting"]
+    cap.release("g0")  # a free slot does not help: the minute is full
+    assert cap.snapshot()["waiting"] == 1
+    view = cap.pace("a")["minute"]
+    assert view["limit"] == 2 and view["count"] == 2 and view["frees_at_ms"] is not None
+    shift_starts(r, "a", 61_000)  # a minute later
+    assert [x.generation_id for x in cap.pump()] == ["g2"]
+    assert cap.pace("a")["minute"]["count"] == 1
+
+
+def test_pace_per_day_and_a_paced_account_leaves_room_to_others(cap, r):
+    cap.set_account("a", 5)
+    cap.set_account("b", 5)
+    cap.set_pace("a", per_day=1)
+    admitted = [cap.acquire(f"g{i}").account for i in range(6)]
+    assert admitted.count("a") == 1 and admitted.count("b") == 5  # no generation fails for the window
+    shift_starts(r, "a", 3_600_000)
+    assert cap.acquire("late").status == "waiting"  # an hour is not a day
+    shift_starts(r, "a", 86_400_000)
+    assert cap.pace("a")["day"]["count"] == 0
+    assert [x.account for x in cap.pump()] == ["a"]
+    cap.set_pace("a")  # no limit any more: its starts are forgotten
+    assert cap.pace("a") == {"minute": {"limit": None, "count": 0, "frees_at_ms": None},
+                             "day": {"limit": None, "count": 0, "frees_at_ms": None}}
+
+
+def test_bad_pace_is_refused(cap):
+    cap.set_account("a", 1)
+    for kw in ({"per_minute": 0}, {"per_day": -1}, {"per_minute": 1.5}):
+        with pytest.raises(ValidationError):
+            cap.set_pace("a", **kw)

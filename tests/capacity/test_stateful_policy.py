@@ -27,7 +27,7 @@ TENANTS = ["", "gold", "gold", "capped"]
 POLICY = {"aging_ms": 60_000, "weights": {"gold": 3}, "caps": {"capped": 1}}
 TTL = 600_000
 SEEN: Counter = Counter()
-MUST_SEE = ("waiting", "admitted by a pump", "aged", "capped tenant waits", "busy")
+MUST_SEE = ("waiting", "admitted by a pump", "aged", "capped tenant waits", "busy", "windows moved", "paced out")
 
 seeds = st.integers(min_value=0, max_value=2**40)
 
@@ -56,6 +56,9 @@ class PolicyMachine(RuleBasedStateMachine):
     def expect(self, real, pairs):
         assert list(real) == [Admission(g, a) for g, a in pairs]
         SEEN["admitted by a pump"] += len(pairs)
+        for g, a in pairs:  # the model's clock is ours, a few ms off Redis TIME: take Redis' admission time
+            if g in self.model.starts.get(a, {}):
+                self.model.starts[a][g] = int(self.r.zscore(keys.starts(PROVIDER, a), g))
 
     @initialize(limits=st.lists(st.integers(1, 2), min_size=2, max_size=2), seed=seeds)
     def setup(self, limits, seed):
@@ -133,6 +136,23 @@ class PolicyMachine(RuleBasedStateMachine):
     def set_max(self, a, n, seed):
         self.expect(self.cap.set_account(a, n, seed=seed), self.model.set_account(a, n, seed=seed, now=self.now()))
 
+    @rule(a=st.sampled_from(ACCOUNTS), per_minute=st.sampled_from([None, 1, 2]), per_day=st.sampled_from([None, 3]),
+          seed=seeds)
+    def pace(self, a, per_minute, per_day, seed):
+        self.expect(self.cap.set_pace(a, per_minute, per_day, seed=seed),
+                    self.model.set_pace(a, per_minute, per_day, seed=seed, now=self.now()))
+
+    @precondition(lambda self: any(self.model.starts.values()))
+    @rule(data=st.data(), span=st.sampled_from([61_000, 86_401_000]))
+    def time_passes_for(self, data, span):
+        """An account's recorded admissions move `span` into the past, in Redis and the model."""
+        a = data.draw(st.sampled_from(sorted(a for a, s in self.model.starts.items() if s)))
+        key = keys.starts(PROVIDER, a)
+        for g, t in self.r.zrange(key, 0, -1, withscores=True):
+            self.r.zadd(key, {g: int(t) - span})
+        self.model.starts[a] = {g: t - span for g, t in self.model.starts[a].items()}
+        SEEN["windows moved"] += 1
+
     @rule(seed=seeds)
     def pump(self, seed):
         self.expect(self.cap.pump(seed=seed), self.model.pump(seed=seed, now=self.now()))
@@ -154,6 +174,11 @@ class PolicyMachine(RuleBasedStateMachine):
         assert snap["tenants"].get("capped", 0) <= POLICY["caps"]["capped"]
         gten = {d(g): d(t) for g, t in self.r.hgetall(keys.generation_tenant(PROVIDER)).items()}
         assert gten == self.model.gten
+        for a in ACCOUNTS:
+            real = {d(g): int(t) for g, t in self.r.zrange(keys.starts(PROVIDER, a), 0, -1, withscores=True)}
+            assert real == self.model.starts.get(a, {})
+            if self.model.paced_out(a, self.now()):
+                SEEN["paced out"] += 1
 
 
 def test_policy_matches_model(r):

@@ -24,6 +24,8 @@
 --   tpass         hash  tenant ('' none) -> its pass (stride scheduling); '~vt' -> the virtual time
 --   policy        hash  aging_ms (ms per priority level gained by waiting; 0 none), w:<tenant>
 --                       (weight, default 1), c:<tenant> (cap on slots held); written by semaphore.py
+--   pace          hash  m:<a> / d:<a> -> at most this many admissions to a in any 60 s / 24 h
+--   starts:<a>    zset  generation -> ms it was admitted to a (accounts with a pace only; 24 h kept)
 --
 -- One declared key instead of ten: every call encodes and sends nine arguments
 -- fewer (the capacity calls sit on every step's path). Every derived name carries
@@ -56,6 +58,7 @@ local K_COOLDOWN, K_USABLE, K_WAITING, K_LINES = P .. 'cooldown', P .. 'usable',
 local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
 local K_QLINES, K_QLINE, K_ENQ, K_GTEN = P .. 'lines', P .. 'line:', P .. 'enq', P .. 'gten'
 local K_TRUN, K_TPASS, K_POLICY = P .. 'trun', P .. 'tpass', P .. 'policy'
+local K_PACE, K_STARTS, MINUTE_MS, DAY_MS = P .. 'pace', P .. 'starts:', 60000, 86400000
 local DEFAULT_PRIORITY, STRIDE = 5, 1000000
 -- RQ's key names: job hash prefix, queue list prefix, deferred registry prefix, set of queues.
 -- Filled in when the scripts are loaded (dispatcher/lua), with the names dispatcher/rq_glue.py
@@ -90,17 +93,38 @@ local function pick(n)
 end
 
 -- State, loaded lazily once per call and kept in step with every write.
-local CAP, USED, COOL, USABLE
+local CAP, USED, COOL, USABLE, PACE
 local function hash_table(key)
   local flat = redis.call('HGETALL', key)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = tonumber(flat[i + 1]) end
   return t
 end
+-- Paced accounts: {minute limit, day limit, admissions in the last 60 s, in the last 24 h}.
+-- Sliding windows: however the upstream cuts its minutes and days, it never sees more.
+local function load_pace()
+  PACE = {}
+  local flat = redis.call('HGETALL', K_PACE)
+  for i = 1, #flat, 2 do
+    local a = string.sub(flat[i], 3)
+    local p = PACE[a] or {}
+    if string.sub(flat[i], 1, 2) == 'm:' then p.m = tonumber(flat[i + 1]) else p.d = tonumber(flat[i + 1]) end
+    PACE[a] = p
+  end
+  for a, p in pairs(PACE) do
+    p.in_m = redis.call('ZCOUNT', K_STARTS .. a, '(' .. (NOW - MINUTE_MS), '+inf')
+    p.in_d = redis.call('ZCOUNT', K_STARTS .. a, '(' .. (NOW - DAY_MS), '+inf')
+  end
+end
 local function load_state()
   if CAP then return end
   CAP, USED = hash_table(K_CAP), hash_table(K_USED)
   COOL, USABLE = hash_table(K_COOLDOWN), hash_table(K_USABLE)
+  load_pace()
+end
+local function paced_out(a)
+  local p = PACE[a]
+  return p ~= nil and ((p.m and p.in_m >= p.m) or (p.d and p.in_d >= p.d))
 end
 local function eligible(a)
   if not CAP[a] then return false end
@@ -108,6 +132,7 @@ local function eligible(a)
   if c and c > NOW then return false end
   local u = USABLE[a]
   if u and u <= NOW then return false end
+  if paced_out(a) then return false end
   return true
 end
 local function has_room(a)
@@ -297,6 +322,15 @@ local function admit(g, a)
   end
   USED[a] = (USED[a] or 0) + 1
   redis.call('HINCRBY', K_USED, a, 1)
+  local p = PACE[a]
+  if p then -- a start in its windows (a generation admitted again counts once: same member)
+    local key = K_STARTS .. a
+    local before = tonumber(redis.call('ZSCORE', key, g))
+    if not before or before <= NOW - MINUTE_MS then p.in_m = p.in_m + 1 end
+    if not before or before <= NOW - DAY_MS then p.in_d = p.in_d + 1 end
+    redis.call('ZADD', key, NOW, g)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', NOW - DAY_MS)
+  end
   redis.call('ZADD', K_LEASES, NOW + TTL, g)
   redis.call('HSET', K_STARTED, g, NOW)
   ADMITTED[#ADMITTED + 1] = g

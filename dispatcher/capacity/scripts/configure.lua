@@ -8,6 +8,8 @@
 --   'remove'   out of cap, cooldown and usable_until; its pinned line is deleted
 --   'cooldown' value = ms until which it is ineligible, '' to clear
 --   'usable'   value = ms from which it is ineligible, '' to clear
+--   'pace'     value = "<per minute>,<per day>" (each a whole number >= 1, or empty for none):
+--              at most that many admissions in any 60 s / 24 h (sliding windows)
 -- Returns {admissions flat {g, a, e, ...}, removed pinned waiters (op 'remove')}.
 -- Invariant: running leases are never touched. After lowering maxJobs, used may
 -- exceed it; the account then admits nothing until used < maxJobs. Removed or
@@ -30,6 +32,8 @@ elseif op == 'remove' then
   redis.call('HDEL', K_CAP, a)
   redis.call('HDEL', K_COOLDOWN, a)
   redis.call('HDEL', K_USABLE, a)
+  redis.call('HDEL', K_PACE, 'm:' .. a, 'd:' .. a)
+  redis.call('DEL', K_STARTS .. a)
   local line = K_PINNED .. a
   failed = redis.call('LRANGE', line, 0, -1)
   for _, g in ipairs(failed) do
@@ -39,6 +43,14 @@ elseif op == 'remove' then
   redis.call('DEL', line)
   redis.call('SREM', K_LINES, a)
   if (tonumber(redis.call('HGET', K_USED, a)) or 0) <= 0 then redis.call('HDEL', K_USED, a) end
+elseif op == 'pace' then
+  local m, d = string.match(value, '^(%d*),(%d*)$')
+  if not m or (m ~= '' and tonumber(m) < 1) or (d ~= '' and tonumber(d) < 1) then
+    return redis.error_reply('pace must be "<per minute>,<per day>", got ' .. tostring(value))
+  end
+  if m == '' then redis.call('HDEL', K_PACE, 'm:' .. a) else redis.call('HSET', K_PACE, 'm:' .. a, m) end
+  if d == '' then redis.call('HDEL', K_PACE, 'd:' .. a) else redis.call('HSET', K_PACE, 'd:' .. a, d) end
+  if m == '' and d == '' then redis.call('DEL', K_STARTS .. a) end
 elseif op == 'cooldown' or op == 'usable' then
   local key = (op == 'cooldown') and K_COOLDOWN or K_USABLE
   if value == '' then
