@@ -122,6 +122,24 @@ def validate_body(spec: ProviderSpec, body: dict, path_id: str | None) -> tuple[
     return creds, max_jobs
 
 
+def validate_pace(body: dict) -> tuple[int | None, int | None]:
+    """`maxPerMinute` and `maxPerDay` of an account body: optional whole numbers >= 1 (None: no limit)."""
+    out = []
+    for name in ("maxPerMinute", "maxPerDay"):
+        raw = body.get(name)
+        if raw is None or raw == "":
+            out.append(None)
+            continue
+        try:
+            value = int(raw) if not isinstance(raw, bool) and float(raw) == int(float(raw)) else None
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or value < 1:
+            raise ValidationError(f"Parameter {name} must be a whole number of at least 1, got {raw!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
 def check_id(spec: ProviderSpec, account_id: str, *, from_upstream: bool = False) -> None:
     """Refuse an id that could not be reached at `{prefix}/accounts/{id}` (`/`, `..`, `?`, `%`,
     spaces, control characters…): 400, or 502 when the upstream's login answered it."""
@@ -287,11 +305,20 @@ def _session_dict(session: Session) -> dict:
     }
 
 
-def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None = None) -> dict:
-    """The useapi-shaped account object with every secret masked."""
+def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None = None,
+           pace: dict | None = None) -> dict:
+    """The useapi-shaped account object with every secret masked. `pace`: its pacing windows
+    (`Capacity.pace`), shown with their counts and when a full one admits again."""
     view: dict = {spec.id_field: account.id}
     view.update({k: v for k, v in spec.render_credentials(account.credentials).items() if k != spec.id_field})
     view["maxJobs"] = account.max_jobs
+    if pace and (pace["minute"]["limit"] or pace["day"]["limit"]):
+        for name, window in (("maxPerMinute", pace["minute"]), ("maxPerDay", pace["day"])):
+            if window["limit"]:
+                view[name] = window["limit"]
+        view["pacing"] = {name: {"limit": w["limit"], "count": w["count"],
+                                 "freesAtUTC": iso_utc(w["frees_at_ms"] / 1000) if w["frees_at_ms"] else None}
+                          for name, w in pace.items() if w["limit"]}
     if account.session:
         view[spec.session_key] = spec.render_jwt(account.session.jwt)
         view["tokenExpires"] = account.session.expires_at

@@ -1,18 +1,22 @@
 """`Dispatcher`: the supported Python surface — submit, get, cancel, accounts, views.
 
 It drives a `Core` (core.py: connections, stores, and the operations workers and maintenance
-share), reachable as `.core` for the HTTP layer and operations code. Data flows one way:
-API → Dispatcher → Core → Redis ← workers.
+share), reachable as `.core` for the HTTP layer and operations code; `.core` is not part of the
+supported surface. Data flows one way: API → Dispatcher → Core → Redis ← workers.
+Every time it answers is in seconds (epoch seconds for instants).
 """
 
 from __future__ import annotations
 
 import time
+from types import TracebackType
+from typing import Any
 
 import httpx
 
 from . import keys, providers, removal, useapi_accounts
-from .accounts import not_found_message, render, validate_body
+from .accounts import not_found_message, render, validate_body, validate_pace
+from .capacity import DEFAULT_PRIORITY, check_priority, check_tenant
 from .connection import url_for
 from .errors import DispatcherError, NoCapacity, NotFound, UpstreamError, ValidationError
 from .generations import (ADMITTED, CANCELED, FAILED, LIVE, SUBMITTED, WAITING, Generation,
@@ -27,6 +31,8 @@ log = get_logger()
 
 
 class Dispatcher:
+    """Submit generations, manage accounts and read capacity on one Redis (see README "Python").
+    Usable as a context manager: `with Dispatcher.from_url() as d: …` closes it."""
 
     def __init__(self, redis_url: str, settings: Settings | None = None, *, http: httpx.Client | None = None):
         self.core = Core(redis_url, settings, http=http)
@@ -36,38 +42,53 @@ class Dispatcher:
         return self.core.settings
 
     @classmethod
-    def from_url(cls, redis_url: str | None = None, settings: Settings | None = None, **kw) -> "Dispatcher":
+    def from_url(cls, redis_url: str | None = None, settings: Settings | None = None, *,
+                 http: httpx.Client | None = None) -> "Dispatcher":
+        """`redis_url`, else `DISPATCHER_REDIS_URL`, else the embedded Redis; `settings`, else the environment."""
         settings = settings or Settings.from_env()
-        return cls(redis_url or url_for(settings), settings, **kw)
+        return cls(redis_url or url_for(settings), settings, http=http)
 
     def close(self) -> None:
         self.core.close()
 
-    def upsert_account(self, provider: str, body: dict, path_id: str | None = None) -> dict:
+    def __enter__(self) -> "Dispatcher":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def upsert_account(self, provider: str, body: dict[str, Any], path_id: str | None = None) -> dict[str, Any]:
         """Log in upstream, then store the account (create or replace) and open its slots."""
         spec = providers.get(provider)
         credentials, max_jobs = validate_body(spec, body, path_id)
+        pace = validate_pace(body)  # before the login: bad input changes nothing
         try:
             # raises LoginFailed: nothing stored. maxJobs rides along: useapi's account POST takes it
             session = self.core.adapter(provider).login({**credentials, "maxJobs": max_jobs})
         except UnicodeEncodeError:  # a credential sent in an HTTP header (token, cookie) must be ASCII
             raise ValidationError("A credential holds characters that cannot be sent upstream (not ASCII)") from None
-        account_id = self.core.open_account(spec, credentials, max_jobs, session)
+        account_id = self.core.open_account(spec, credentials, max_jobs, session, pace)
         log.info("account saved", provider=provider, account=account_id, max_jobs=max_jobs)
         return self.account_view(provider, account_id)
 
-    def account_view(self, provider: str, account_id: str) -> dict:
+    def account_view(self, provider: str, account_id: str) -> dict[str, Any]:
+        """One account as the API shows it (secrets masked)."""
         spec = providers.get(provider)
         account = self.core.accounts.get(spec, account_id)
-        return render(spec, account, cooldown_until=self._cooldown(provider, account_id))
+        return render(spec, account, cooldown_until=self._cooldown(provider, account_id),
+                      pace=self.core.capacity(provider).pace(account_id))
 
-    def list_accounts(self, provider: str) -> dict:
+    def list_accounts(self, provider: str) -> dict[str, dict[str, Any]]:
+        """Every account of a provider as the API shows them, by id (secrets masked)."""
         spec = providers.get(provider)
         found = self.core.accounts.all(spec)  # the listing shows every account's masked token: all opened
         if not found:
             raise NotFound(not_found_message(spec))
         table = self.core.r.hgetall(keys.cooldown(provider))  # one read, not one per account
-        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id, table)) for a in found}
+        paces = self.core.capacity(provider).paces()  # the paced accounts' windows, two round trips
+        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id, table), pace=paces.get(a.id))
+                for a in found}
 
     def _cooldown(self, provider: str, account_id: str, table: dict | None = None) -> float | None:
         """Until when the account cools down (None: it does not); `table`: the cooldown hash, read already."""
@@ -97,22 +118,29 @@ class Dispatcher:
         self.core.dispatch(admitted)
         log.info("account deleted", provider=provider, account=account_id)
 
-    def import_useapi_accounts(self, provider: str | None = None) -> dict:
+    def import_useapi_accounts(self, provider: str | None = None) -> dict[str, Any]:
         """Mirror the accounts configured at useapi.net (see `dispatcher.useapi_accounts`)."""
         return useapi_accounts.import_accounts(self.core, provider)
 
     def submit(self, provider: str, operation: str, payload: dict | None = None, *, account: str | None = None,
                reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True,
+               priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
                extra: dict | None = None) -> "Handle":
-        """`extra` is kept on the record: `shape` (render as that provider's status object, see
+        """`priority`: 0 (lowest) to 9 (highest), 5 by default: higher is admitted first, and a
+        waiting generation gains a level every `DISPATCHER_PRIORITY_AGING` seconds. `tenant`: whose
+        work it is; at equal priority tenants take turns (`DISPATCHER_TENANT_WEIGHTS`), and a
+        tenant may be capped (`DISPATCHER_TENANT_CAPS`).
+        `extra` is kept on the record: `shape` (render as that provider's status object, see
         `dispatcher.shapes`) and `fail_fast` (fail rather than wait when no account it may use is in rotation)."""
         spec = providers.get(provider)
         payload = self._check_submission(spec, operation, payload, account, reply_url, reply_ref)
+        check_priority(priority)
+        check_tenant(tenant)
         if extra is not None and not isinstance(extra, dict):
             raise ValidationError("extra must be a dict")
         gen = Generation(id=new_id(provider), provider=provider, operation=operation, payload=payload,
                          state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
-                         extra=dict(extra or {}))
+                         priority=priority, tenant=tenant, extra=dict(extra or {}))
         cap = self.core.capacity(provider)
         # one round trip, all or nothing (MULTI): the record, then the admission, which first
         # checks that the account (or any account) exists and otherwise changes nothing. A
@@ -125,7 +153,7 @@ class Dispatcher:
         gen.parked = self.core.steps.park_in(pipe, provider, gen.id)
         created = self.core.generations.create_in(pipe, gen)
         acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait,
-                                  require=required)
+                                  require=required, priority=priority, tenant=tenant)
         *_, record, reply = pipe.execute(raise_on_error=False)
         try:
             created(record)
@@ -154,8 +182,7 @@ class Dispatcher:
         """Validation that needs no Redis (the account's existence is checked with the admission)."""
         if not isinstance(operation, str) or not operation or len(operation) > 200:
             raise ValidationError("operation must be a non-empty string")
-        if spec.operations and operation not in spec.operations:
-            raise NotFound(f"Unknown operation {operation!r} for {spec.name}")
+        spec.check_operation(operation)  # 404 naming the provider's operations; nothing stored
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             raise ValidationError("payload must be a JSON object")
@@ -170,6 +197,7 @@ class Dispatcher:
         return payload
 
     def get(self, generation_id: str) -> Generation:
+        """The generation record (its internal or its useapi-style public id); NotFound when unknown."""
         return self.core.generations.get(generation_id)
 
     def cancel(self, generation_id: str) -> Generation:
@@ -191,7 +219,7 @@ class Dispatcher:
         if gen.state == WAITING:
             if not self.core.generations.move(gen.id, {WAITING}, CANCELED, error="canceled", payload={}):
                 return False
-            self.core.capacity(provider).cancel_waiting(gen.id, gen.pinned)
+            self.core.capacity(provider).cancel_waiting(gen.id, gen.pinned, priority=gen.priority, tenant=gen.tenant)
             self.core._unpark(provider, gen.parked)  # a canceled record is never enqueued by an admission
             # it may have been admitted between our read and the move: give the slot back
             if self.core.capacity(provider).holder(gen.id):
@@ -215,25 +243,36 @@ class Dispatcher:
             return True
         return False
 
-    def upload(self, provider: str, account_id: str, data: bytes, name: str) -> dict:
+    def upload(self, provider: str, account_id: str, data: bytes, name: str,
+               content_type: str = "application/octet-stream") -> dict[str, Any]:
         """Upload a file (an image for a first frame, …) to one account upstream; uploads belong to
-        that account, so generations using it must run there. Returns the adapter's `{id, url}`."""
+        that account, so generations using it must run there. The file's `name` and MIME
+        `content_type` go upstream with it. Returns the adapter's `{id, url}` with `name` and
+        `contentType`."""
         spec = providers.get(provider)
         self.core.accounts.get(spec, account_id)  # 404 when unknown
         adapter = self.core.adapter(provider)
         token = ensure_token(self.core, provider, account_id)
         try:
-            return adapter.upload(token, data, name)
+            result = adapter.upload(token, data, name, content_type)
         except UpstreamError as exc:
             if exc.status != 401:
                 raise
             token = ensure_token(self.core, provider, account_id, force=True, stale_token=token)
-            return adapter.upload(token, data, name)
+            result = adapter.upload(token, data, name, content_type)
+        return {**result, "name": name, "contentType": content_type}
 
-    def available(self, provider: str) -> dict:
-        """Capacity per configured account (flagged ones show as not eligible) and the waiting lines."""
+    def available(self, provider: str) -> dict[str, Any]:
+        """Capacity per configured account (flagged ones show as not eligible) and the waiting lines:
+        `{"accounts": {id: {maxJobs, executing, available, eligible, cooldown_until, usable_until,
+        error}}, "waiting": n, "pinned": {id: n}}`; `cooldown_until` and `usable_until` (when the
+        account's token stops taking new work) are epoch seconds, or None."""
         providers.get(provider)
-        snap = self.core.capacity(provider).snapshot()
+        snap = self.core.capacity(provider).snapshot()  # the capacity script counts in milliseconds
+        for values in snap["accounts"].values():
+            for name in ("cooldown_until", "usable_until"):
+                if values.get(name) is not None:
+                    values[name] = values[name] / 1000
         for account in self.core.accounts.summaries(provider):  # plain fields: nothing decrypted
             snap["accounts"].setdefault(account.id, {
                 "maxJobs": account.max_jobs, "executing": 0, "available": 0, "eligible": False,
@@ -241,7 +280,8 @@ class Dispatcher:
             snap["accounts"][account.id]["error"] = account.error
         return snap
 
-    def running(self, provider: str) -> list[dict]:
+    def running(self, provider: str) -> list[dict[str, Any]]:
+        """Generations holding a slot: `{id, account, started (epoch seconds), elapsed (seconds)}`."""
         providers.get(provider)
         now = time.time()
         out = []
@@ -258,9 +298,10 @@ class Handle:
     def __init__(self, dispatcher: Dispatcher, generation_id: str):
         self._d = dispatcher
         self.id = generation_id
-        self.generation: Generation | None = None
+        self.generation: Generation | None = None  # as last read (`refresh`, `status`, `result`)
 
     def refresh(self) -> Generation:
+        """Read the generation again (kept in `.generation`)."""
         self.generation = self._d.get(self.id)
         return self.generation
 
@@ -280,6 +321,7 @@ class Handle:
             time.sleep(interval)
 
     def cancel(self) -> Generation:
+        """Cancel it (see `Dispatcher.cancel`); idempotent."""
         return self._d.cancel(self.id)
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ import httpx
 from . import keys, metrics, providers, shapes
 from .accounts import ON_HOLD, OUT_OF_CREDITS, AccountStore
 from .capacity import Admission, Capacity
+from .capacity.policy import DEFAULT_AGING_MS
 from .connection import connect, connect_rq, url_for
 from .errors import ConfigurationError, UpstreamError
 from .generations import ADMITTED, FAILED, WAITING, Generation, GenerationStore, provider_of
@@ -67,8 +68,16 @@ class Core:
 
     def capacity(self, provider: str) -> Capacity:
         if provider not in self._capacity:
-            self._capacity[provider] = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000),
-                                                max_waiting=self.settings.max_waiting)
+            cap = Capacity(self.r, provider, lease_ttl_ms=int(self.settings.lease_ttl * 1000),
+                           max_waiting=self.settings.max_waiting)
+            self._capacity[provider] = cap
+            s = self.settings
+            # the admission policy the scripts read: every process writes the same (from the settings);
+            # the default one is no stored policy at all, so a default deployment writes nothing here
+            policy = {"aging_ms": int(s.priority_aging * 1000), "weights": s.tenant_table("weights"),
+                      "caps": s.tenant_table("caps")}
+            if policy != {"aging_ms": DEFAULT_AGING_MS, "weights": {}, "caps": {}} or self.r.exists(keys.policy(provider)):
+                self.dispatch(cap.set_policy(**policy))
         return self._capacity[provider]
 
     def adapter(self, provider: str, *, max_jobs: int | None = None) -> Adapter:
@@ -89,11 +98,13 @@ class Core:
             return spec.useapi.refresh
         return spec.refresh
 
-    def open_account(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session) -> str:
+    def open_account(self, spec: ProviderSpec, credentials: dict, max_jobs: int, session: Session,
+                     pace: tuple[int | None, int | None] = (None, None)) -> str:
         """Store an account after a login (create or replace: its error and cooldown cleared), and
-        open its slots. Returns its id."""
+        open its slots; `pace`: at most this many admissions per minute and per day. Returns its id."""
         account_id = self.accounts.save(spec, credentials, max_jobs, session)
         cap = self.capacity(spec.name)
+        cap.set_pace(account_id, *pace)
         cap.set_cooldown(account_id, None)
         cap.set_usable_until(account_id, self.usable_until_ms(spec, session))
         self.dispatch(cap.set_account(account_id, max_jobs))
@@ -164,7 +175,8 @@ class Core:
         cap = self.capacity(gen.provider)
         self.dispatch(cap.release(gen.id))
         # back at the head of its line: it was admitted once and keeps its turn
-        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True, front=True)
+        result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True, front=True,
+                             priority=gen.priority, tenant=gen.tenant)
         self.dispatch(result.admitted)
         if gen.extra.get("fail_fast"):
             self.fail_stranded(gen.provider)
@@ -189,7 +201,7 @@ class Core:
                 errors = [a.error for a in causes]
                 code = OUT_OF_CREDITS if all(a.error_code == OUT_OF_CREDITS for a in causes) else ON_HOLD
                 if self.generations.move(gen.id, {WAITING}, FAILED, error="; ".join(errors), error_code=code):
-                    cap.cancel_waiting(gen.id, gen.pinned)
+                    cap.cancel_waiting(gen.id, gen.pinned, priority=gen.priority, tenant=gen.tenant)
                     self._unpark(provider, gen.parked)
                     if cap.holder(gen.id):  # admitted meanwhile (account re-posted): give the slot back
                         self.dispatch(cap.release(gen.id))

@@ -5,6 +5,10 @@ and gauges computed live from Redis (`overview.collect`): slots used/max per
 account, waiting lines, token seconds-to-expiry, cooldowns, flags, workers,
 queues. `render` turns them into the text format.
 
+The `account` label is `AccountLabels` of the account id (`DISPATCHER_METRICS_ACCOUNT_LABELS`:
+a keyed digest such as `acct-3f9a1c02e4` by default, or the id itself), applied here, when
+read: the stored samples keep the id, so the workers that count need no key.
+
 Label values come from stored data (account ids, step results) and are made safe
 for the text format (`label_value`): prometheus_client escapes `\\`, `"` and a
 line feed itself; every other control character (CR, NUL, tab, DEL, C1, the
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from .metric_store import STORED, Spec, stored
+from .metric_store import STORED, AccountLabels, Spec, stored
 from .overview import collect as collect_status
 
 if TYPE_CHECKING:
@@ -56,36 +60,45 @@ class DispatcherCollector:
         return []
 
     def collect(self):
+        account = AccountLabels.of(self.d)
         samples = stored(self.d.core.r)
         for spec in STORED.values():
             rows = samples.get(spec.name, [])
-            yield (_counter(spec, rows) if spec.kind == "counter" else _histogram(spec, rows))
+            yield (_counter(spec, rows, account) if spec.kind == "counter" else _histogram(spec, rows, account))
         status = collect_status(self.d)
-        yield from _gauges(status)
+        yield from _gauges(status, account)
         refreshes = CounterMetricFamily("dispatcher_token_refreshes", "Successful JWT refreshes per account "
                                         "(reset when the account is deleted).", labels=("provider", "account"))
         for provider, p in sorted(status["providers"].items()):
             for a in p["accounts"]:
-                refreshes.add_metric(_labels((provider, a["id"])), a["refreshes"])
+                refreshes.add_metric(_labels((provider, account(a["id"]))), a["refreshes"])
         yield refreshes
 
 
-def _counter(spec: Spec, rows):
+def _key(spec: Spec, labels: dict, account) -> tuple:
+    """A sample's label values in the spec's order, made safe; `account` maps the account label."""
+    values = (labels.get(k, "") for k in spec.labels)
+    if account is not None and "account" in spec.labels:
+        values = (account(v) if k == "account" else v for k, v in zip(spec.labels, values))
+    return _labels(values)
+
+
+def _counter(spec: Spec, rows, account=None):
     family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
     series: dict[tuple, float] = {}
     for labels, _, value in rows:
-        key = _labels(labels.get(k, "") for k in spec.labels)
+        key = _key(spec, labels, account)
         series[key] = series.get(key, 0.0) + value
     for key in sorted(series):
         family.add_metric(key, series[key])
     return family
 
 
-def _histogram(spec: Spec, rows):
+def _histogram(spec: Spec, rows, account=None):
     family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
     series: dict[tuple, dict] = {}
     for labels, suffix, value in rows:
-        key = _labels(labels.get(k, "") for k in spec.labels)
+        key = _key(spec, labels, account)
         values = series.setdefault(key, {})
         values[suffix] = values.get(suffix, 0) + value
     for key in sorted(series):
@@ -100,7 +113,7 @@ def _histogram(spec: Spec, rows):
     return family
 
 
-def _gauges(status: dict):
+def _gauges(status: dict, account=lambda account_id: account_id):
     def gauge(name, help_, labels=("provider", "account")):
         return GaugeMetricFamily(name, help_, labels=labels)
 
@@ -117,10 +130,10 @@ def _gauges(status: dict):
     for provider, p in sorted(status["providers"].items()):
         waiting.add_metric(_labels((provider,)), p["waiting"])
         running.add_metric(_labels((provider,)), p["running"])
-        for account, n in sorted(p["pinned"].items()):
-            pinned.add_metric(_labels((provider, account)), n)
+        for account_id, n in sorted(p["pinned"].items()):
+            pinned.add_metric(_labels((provider, account(account_id))), n)
         for a in p["accounts"]:
-            labels = _labels((provider, a["id"]))
+            labels = _labels((provider, account(a["id"])))
             used.add_metric(labels, a["executing"])
             cap.add_metric(labels, a["maxJobs"])
             free.add_metric(labels, a["available"])

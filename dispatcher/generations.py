@@ -104,6 +104,8 @@ class Generation:
     parked: str | None = None  # its start job, written but on no queue until admission enqueues it
     maybe_on: str | None = None  # account whose create answered ambiguously (it may hold the job)
     due: float | None = None  # when that step is meant to run (epoch s): a poll's backoff, for lag
+    priority: int = 5  # 0 (lowest) .. 9 (highest): its place among waiters (dispatcher.capacity.policy)
+    tenant: str | None = None  # whose work it is: tenants take turns at equal priority
     extra: dict = field(default_factory=dict)
 
     @property
@@ -117,11 +119,12 @@ class Generation:
             "created": self.created, "admitted": self.admitted_at, "submitted": self.submitted_at,
             "finished": self.finished_at, "progress": self.progress, "result": self.result,
             "error": self.error, "code": self.error_code, "replyRef": self.reply_ref,
+            "priority": self.priority, "tenant": self.tenant,
         }
 
 
 _FLOATS = ("created", "admitted_at", "submitted_at", "finished_at", "progress", "due")
-_INTS = ("polls", "retries", "error_code")
+_INTS = ("polls", "retries", "error_code", "priority")
 _JSON = ("payload", "result", "extra")
 
 

@@ -110,6 +110,16 @@ def starts(provider: str, account_id: str) -> str:
     return f"{tag(provider)}:starts:{account_id}"
 
 
+def quarantine(provider: str) -> str:
+    """hash: "<account>\t<operation>" -> ms until which the account takes none of that operation."""
+    return f"{tag(provider)}:quar"
+
+
+def generation_operation(provider: str) -> str:
+    """hash: waiting generation -> its operation (for quarantines)."""
+    return f"{tag(provider)}:gop"
+
+
 def pinned_lines(provider: str) -> str:
     """set: accounts that have a non-empty pinned line."""
     return f"{tag(provider)}:pinned_lines"

@@ -1,8 +1,18 @@
-"""Structured logging, configured once: console in a terminal, JSON otherwise.
+"""Structured logging: the entry points configure it; a library user's `logging` gets it.
+
+Two modes, chosen when a line is logged (not when a logger is made):
+- the `dispatcher` command (serve, worker, demo, status…) calls `configure`: structlog renders
+  each event itself, console in a terminal, JSON otherwise, on stderr;
+- used as a library (`import dispatcher` in a backend), nothing is configured and nothing is
+  written to the host's stdout or stderr: every event goes to the standard `logging` logger
+  named `dispatcher` (a `NullHandler` on it, as a library should), as a record whose message is
+  `event key=value …` and whose fields are also attributes of the record (`record.provider`…),
+  at the host's levels and through the host's handlers. The global structlog configuration, which
+  the host may use itself, is left alone.
 
 Context (`generation_id`, `provider`, `account`) is bound with contextvars.
-`redact` runs before any renderer, so a secret never reaches a log line:
-values under secret-looking keys are masked, and any registered secret value
+`redact` runs before any renderer (and before a record is handed to `logging`), so a secret never
+reaches a log line: values under secret-looking keys are masked, and any registered secret value
 (passwords, cookies, tokens seen at run time) is replaced wherever it appears.
 """
 
@@ -118,9 +128,68 @@ def configure(fmt: str = "auto", level: str = "info", stream=None) -> None:
     _configured = True
 
 
+LIBRARY_LOGGER = "dispatcher"  # the stdlib logger a library user's handlers receive records on
+logging.getLogger(LIBRARY_LOGGER).addHandler(logging.NullHandler())
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("x", logging.INFO, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def _text(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if text and not any(c.isspace() or c in '"=' for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _to_stdlib(logger, method_name, event_dict) -> dict:
+    """Last processor of the library mode: `logging.Logger.<level>(msg, extra=…)` arguments."""
+    event = str(event_dict.pop("event", ""))
+    msg = " ".join([event, *(f"{k}={_text(v)}" for k, v in event_dict.items())])
+    extra = {k: v for k, v in event_dict.items() if k not in _RECORD_FIELDS}
+    # a traceback rides in the message, redacted; `Logger.exception` would add it again, raw
+    return {"msg": msg, "extra": extra, "exc_info": False}
+
+
+_LIBRARY_CHAIN = [
+    structlog.stdlib.filter_by_level,  # the host's level for `dispatcher`: nothing below it is even built
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.PositionalArgumentsFormatter(),
+    structlog.processors.format_exc_info,  # a traceback as text, so `redact` sees it too
+    redact,
+    _to_stdlib,
+]
+
+
+class _Logger:
+    """What `get_logger` returns: a logger that picks its mode when it logs (see the module
+    docstring), so module-level loggers made at import follow a later `configure`."""
+
+    __slots__ = ("_bound", "_mode", "_logger")
+
+    def __init__(self, bound: dict):
+        self._bound = bound
+        self._mode: bool | None = None
+        self._logger = None
+
+    def _target(self):
+        if self._mode is not _configured:
+            if _configured:  # structlog's lazy proxy follows every later `configure` itself
+                self._logger = structlog.get_logger("dispatcher", **self._bound)
+            else:
+                self._logger = structlog.wrap_logger(
+                    logging.getLogger(LIBRARY_LOGGER), processors=_LIBRARY_CHAIN, context_class=dict,
+                    wrapper_class=structlog.stdlib.BoundLogger, cache_logger_on_first_use=False,
+                ).bind(**self._bound)
+            self._mode = _configured
+        return self._logger
+
+    def __getattr__(self, name):
+        return getattr(self._target(), name)
+
+
 def get_logger(**bound):
-    """A lazy logger: it takes the configuration in force when it first logs, not at import."""
-    return structlog.get_logger("dispatcher", **bound)
+    """A lazy logger: it takes the configuration in force when it logs, not at import
+    (`configure`d by an entry point, else the library mode)."""
+    return _Logger(bound)
 
 
 def parse_json_lines(text: str) -> list[dict]:

@@ -5,15 +5,25 @@ A hash field is one sample: `c|<name>|<label>=<value>|…` for a counter,
 made cumulative at scrape time; the count is their sum); label values are
 percent-encoded. `metrics` writes them (its hooks), `exposition` reads them
 for `/metrics`, `status` for the outcome counts.
+
+Samples keep the account id as counted; what `/metrics` shows in its `account` label is
+decided when it is read (`AccountLabels`, `DISPATCHER_METRICS_ACCOUNT_LABELS`), so every
+process that counts and the one that exposes never have to agree on anything but Redis.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from . import keys
+
+if TYPE_CHECKING:
+    from .client import Dispatcher
 
 METRICS_KEY = f"{keys.ROOT}:metrics"
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -66,6 +76,46 @@ def reason_of(state: str, code: int | None) -> str:
     if code is None:
         return "unknown"
     return _REASONS.get(int(code), f"code_{int(code)}")
+
+
+# -- account labels -------------------------------------------------------------------
+LABEL_CONTEXT = b"dispatcher metrics account label v1"  # fixed: the label key is derived, never the secret itself
+LABEL_PREFIX = "acct-"
+LABEL_HEX = 10  # 40 bits: no two accounts of one team collide in practice
+
+
+class AccountLabels:
+    """The `account` label `/metrics` shows for an account id.
+
+    `hash` (the default): `acct-` + 10 hex of HMAC-SHA256 under a key derived from the
+    deployment's secret key (the vault key every process of one Redis shares), so a label is
+    stable across processes and restarts, yet nobody without the key can confirm a guessed
+    email by hashing it. `raw`: the id itself. `dispatcher status` shows which account a
+    label is."""
+
+    def __init__(self, mode: str, secret: str | bytes):
+        if mode not in ("hash", "raw"):
+            raise ValueError(f"account labels: hash or raw, not {mode!r}")
+        self.mode = mode
+        raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._key = hmac.new(raw, LABEL_CONTEXT, hashlib.sha256).digest()
+        self._seen: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, d: Dispatcher) -> "AccountLabels":
+        """The labels of a `Dispatcher`: its settings' mode, its vault's key."""
+        return cls(d.core.settings.metrics_account_labels, d.core.vault.key)
+
+    def __call__(self, account_id: str) -> str:
+        if self.mode == "raw":
+            return account_id
+        label = self._seen.get(account_id)
+        if label is None:
+            mac = hmac.new(self._key, str(account_id).encode("utf-8", "surrogatepass"), hashlib.sha256)
+            label = LABEL_PREFIX + mac.hexdigest()[:LABEL_HEX]
+            if len(self._seen) < 4096:
+                self._seen[account_id] = label
+        return label
 
 
 # -- field encoding ------------------------------------------------------------------

@@ -12,7 +12,10 @@ worker API, because doing it RQ's way would cost round trips or processes:
   generation pushes it onto its queue itself (`enqueue_parked` in capacity/scripts/_pump.lua);
   that script gets RQ's key names as `LUA_NAMES`, substituted by the Lua loader at load time;
 - claims (`record_claimed_in`): start jobs a release claimed and its RQ job ran itself
-  (workers/chain.py) are marked finished or failed, with RQ's result records;
+  (workers/chain.py) are marked finished or failed, with RQ's result records (one that ended its
+  generation kept as the worker's `StepHistory`, installed here by `install_history`, says);
+- ended jobs (`clean_ended`): the finished and failed registries' expired entries removed, as
+  RQ's own `count` does, before rq-dashboard (which counts without cleaning) reads them;
 - promotion (`promote_due`): delayed jobs whose time came, moved onto their queues by the
   maintenance tick rather than RQ's scheduler (workers/maintenance.py says why);
 - pending steps (`steps_pending`) and queue lengths, worker counts (`queue_lengths`, `worker_count`);
@@ -36,7 +39,7 @@ from rq.job import Job, JobStatus
 from rq.registry import (DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                          StartedJobRegistry)
 from rq.results import Result
-from rq.utils import now, utcformat
+from rq.utils import current_timestamp, now, utcformat
 from rq.worker import Worker
 
 # -- names ------------------------------------------------------------------------------------
@@ -46,9 +49,15 @@ QUEUES_KEY = Queue.redis_queues_keys  # the set of every queue's key
 DEFERRED_PREFIX = DeferredJobRegistry.key_template.format("")  # + queue name: its deferred registry
 WORKER_PREFIX = Worker.redis_worker_namespace_prefix  # + worker name: the worker's hash
 
+FINISHED_TEMPLATE, FAILED_TEMPLATE = FinishedJobRegistry.key_template, FailedJobRegistry.key_template
+# A parked job's description ends so (`park_in`); the script that admits its generation replaces
+# it with " on <account>" (`enqueue_parked` in capacity/scripts/_pump.lua)
+PARKED_SUFFIX = ", waiting for a slot"
+
 # What capacity/scripts/_pump.lua names `{{…}}` (filled in once, when the scripts are loaded)
 LUA_NAMES = {"RQ_JOB_PREFIX": JOB_PREFIX, "RQ_QUEUE_PREFIX": QUEUE_PREFIX,
-             "RQ_DEFERRED_PREFIX": DEFERRED_PREFIX, "RQ_QUEUES_KEY": QUEUES_KEY}
+             "RQ_DEFERRED_PREFIX": DEFERRED_PREFIX, "RQ_QUEUES_KEY": QUEUES_KEY,
+             "PARKED_SUFFIX": PARKED_SUFFIX}
 # The job statuses the Lua reads and writes as plain strings ('deferred', 'queued', 'started')
 LUA_STATUSES = {JobStatus.DEFERRED: "deferred", JobStatus.QUEUED: "queued", JobStatus.STARTED: "started"}
 
@@ -107,9 +116,10 @@ def enqueue_callback(queue: Queue, func: str, arg: str, *, job_id: str, descript
 def park_in(pipe, queue: Queue, func: str, args: tuple, *, job_id: str, description: str, timeout: int,
             result_ttl: int, failure_ttl: int) -> None:
     """Write a job on `pipe` without putting it on its queue: status deferred, listed in the
-    queue's deferred registry (rq-dashboard shows it there). `enqueue_parked` in
-    capacity/scripts/_pump.lua pushes it onto the queue when its generation is admitted."""
-    job = queue.create_job(func, args=args, job_id=job_id, timeout=timeout, description=description,
+    queue's deferred registry (rq-dashboard shows it there, described `description` + PARKED_SUFFIX).
+    `enqueue_parked` in capacity/scripts/_pump.lua pushes it onto the queue when its generation is
+    admitted, and names the account in its description."""
+    job = queue.create_job(func, args=args, job_id=job_id, timeout=timeout, description=description + PARKED_SUFFIX,
                            result_ttl=result_ttl, failure_ttl=failure_ttl, status=JobStatus.DEFERRED)
     job.origin = queue.name
     job.save(pipeline=pipe)
@@ -146,29 +156,68 @@ def drop_parked_in(pipe, queue_name: str, job_id: str, status) -> None:
 
 
 # -- claimed jobs -----------------------------------------------------------------------------
+# The worker's `dispatcher.steps.StepHistory` (workers/pool.py installs it at start-up): which
+# claimed jobs ended their generation. None (a process that is no worker): each is kept as RQ would.
+_history = None
+
+
+def install_history(history) -> None:
+    global _history
+    _history = history
+
+
 def record_claimed_in(pipe, connection, done, *, result_ttl: int, failure_ttl: int) -> None:
     """Mark claimed jobs (marked started by the admitting script, never on a queue) finished or
     failed as RQ would, with its result records, on `pipe`. `done`: (queue name, job id,
-    return value, traceback or None) each. A failure fetches its job (RQ's failed registry
-    saves the whole job); one that expired or was deleted meanwhile is skipped."""
+    return value, traceback or None) each. A job that ended its generation is kept for the
+    installed history's TTL, and one that failed it is recorded failed with the reason; so is
+    one that raised. A failure fetches its job (RQ's failed registry saves the whole job); one
+    that expired or was deleted meanwhile is skipped."""
     ended = now()
-    for queue_name, job_id, outcome, error in done:
+    history, endings = _history, [None] * len(done)
+    if history is not None:
+        try:
+            endings = history.judge([(job_id, outcome) for _, job_id, outcome, _ in done])
+        except Exception:  # the records could not be read: each is kept as RQ would, as before
+            pass
+    for (queue_name, job_id, outcome, error), ending in zip(done, endings):
         registry_args = dict(name=queue_name, connection=connection)
-        if error is None:
+        if error is None and (ending is None or ending.failed is None):
+            ttl = ending.ttl if ending is not None else result_ttl
             job = Job(job_id, connection=connection)
             pipe.hset(job.key, mapping={"status": JobStatus.FINISHED.value, "ended_at": utcformat(ended)})
-            pipe.expire(job.key, result_ttl)
-            FinishedJobRegistry(**registry_args).add(job, result_ttl, pipeline=pipe)
-            Result.create(job, Result.Type.SUCCESSFUL, result_ttl, return_value=outcome, pipeline=pipe)
+            pipe.expire(job.key, ttl)
+            FinishedJobRegistry(**registry_args).add(job, ttl, pipeline=pipe)
+            Result.create(job, Result.Type.SUCCESSFUL, ttl, return_value=outcome, pipeline=pipe)
             continue
         try:
             job = Job.fetch(job_id, connection=connection)
         except Exception:  # expired or deleted meanwhile: nothing to show it on
             continue
+        ttl = history.ttl if history is not None else failure_ttl
+        exc_string = error if error is not None else ending.reason(job.description)
         job.ended_at = ended
+        job.failure_ttl = ttl
         job.set_status(JobStatus.FAILED, pipeline=pipe)
-        FailedJobRegistry(**registry_args).add(job, ttl=failure_ttl, exc_string=error, pipeline=pipe)
-        Result.create_failure(job, failure_ttl, exc_string=error, pipeline=pipe)  # the traceback RQ shows
+        FailedJobRegistry(**registry_args).add(job, ttl=ttl, exc_string=exc_string, pipeline=pipe)
+        Result.create_failure(job, ttl, exc_string=exc_string, pipeline=pipe)  # the text RQ shows
+
+
+# -- ended jobs ---------------------------------------------------------------------------------
+def clean_ended(connection) -> None:
+    """Drop the expired entries of every queue's finished and failed registries (their jobs'
+    hashes expire with them), as RQ's `count` does before it counts: rq-dashboard 0.9 counts and
+    lists them without cleaning, so its counts would include jobs its lists no longer show.
+    Two round trips, whatever the number of queues."""
+    names = [_text(q)[len(QUEUE_PREFIX):] for q in connection.smembers(QUEUES_KEY)]
+    if not names:
+        return
+    cutoff = current_timestamp()
+    pipe = connection.pipeline(transaction=False)
+    for name in names:
+        pipe.zremrangebyscore(FINISHED_TEMPLATE.format(name), 0, cutoff)
+        pipe.zremrangebyscore(FAILED_TEMPLATE.format(name), 0, cutoff)
+    pipe.execute()
 
 
 # -- delayed jobs -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 
 from . import keys, providers
+from .capacity.policy import TENANT
 from .connection import connect
 from .errors import ConfigurationError, StoreUnavailable
 from .logging import SECRET_KEYS, get_logger, register_secret
@@ -174,10 +175,24 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _split_token(entry: str) -> tuple[str | None, str]:
+    """(tenant, token) of a configured entry: `tenant:token`, or a bare token (no tenant)."""
+    tenant, sep, token = entry.partition(":")
+    if sep and token and TENANT.fullmatch(tenant):
+        return tenant, token
+    return None, entry
+
+
+def token_tenants(settings) -> dict[str, str]:
+    """{token: tenant} for the configured tokens written `tenant:token`."""
+    return {token: tenant for tenant, token in map(_split_token, settings.api_tokens) if tenant}
+
+
 def api_tokens(settings) -> tuple[str, ...]:
-    """The accepted API tokens: configured, or one generated into the data directory."""
+    """The accepted API tokens: configured (an entry `tenant:token` gives the token; its
+    requests are that tenant's), or one generated into the data directory."""
     if settings.api_tokens:
-        tokens = tuple(settings.api_tokens)
+        tokens = tuple(token for _, token in map(_split_token, settings.api_tokens))
     else:
         tokens = (read_or_create(Path(settings.data_dir) / "api_token", lambda: _stdlib_secrets.token_urlsafe(24)),)
     for t in tokens:

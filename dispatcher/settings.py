@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .errors import ConfigurationError
 
 PREFIX = "DISPATCHER_"
 UPSTREAM_KINDS = ("direct", "useapi")
+TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as dispatcher.capacity.policy.TENANT
 
 
 def _env(name: str) -> str | None:
@@ -62,6 +64,9 @@ class Settings:
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
     dashboard_password: str | None = None
     max_resumes: int = 3  # times a step may raise unexpectedly before its generation fails (slot released)
+    priority_aging: float = 60.0  # seconds of waiting that raise a generation's priority one level; 0: never
+    tenant_weights: tuple[str, ...] = ()  # "tenant=weight" pairs: shares of admissions at equal priority (default 1)
+    tenant_caps: tuple[str, ...] = ()  # "tenant=n" pairs: at most n running generations per provider
     max_waiting: int = 10000  # waiting generations per provider; past it submit answers 429 with Retry-After
     callback_allow: tuple[str, ...] = ()  # hosts or networks a replyUrl may reach although internal (loopback…)
     callback_deadline: float = 10.0  # seconds one callback delivery may take in all (connect, send, read)
@@ -87,8 +92,21 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}METRICS_ACCOUNT_LABELS must be hash or raw")
         if self.step_history_ttl < 60:
             raise ConfigurationError(f"{PREFIX}STEP_HISTORY_TTL must be 60 seconds or more")
+        if self.priority_aging < 0:
+            raise ConfigurationError(f"{PREFIX}PRIORITY_AGING must be 0 or more seconds")
+        for name, pairs, low in (("TENANT_WEIGHTS", self.tenant_weights, 1), ("TENANT_CAPS", self.tenant_caps, 0)):
+            for pair in pairs:
+                tenant, _, n = pair.partition("=")
+                if not TENANT.fullmatch(tenant) or not n.isdigit() or int(n) < low:
+                    raise ConfigurationError(f"{PREFIX}{name} takes tenant={'weight' if low else 'n'} pairs "
+                                             f"(a whole number of at least {low}), got {pair!r}")
         if self.useapi_sync < 0:
             raise ConfigurationError(f"{PREFIX}USEAPI_SYNC must be 0 or more seconds")
+
+    def tenant_table(self, which: str) -> dict[str, int]:
+        """`tenant_weights` or `tenant_caps` ("weights" | "caps") as {tenant: n}."""
+        pairs = self.tenant_weights if which == "weights" else self.tenant_caps
+        return {p.partition("=")[0]: int(p.partition("=")[2]) for p in pairs}
 
     def upstream_kind(self, provider: str) -> str:
         """`direct` or `useapi`: a per-provider setting wins over `upstream`."""

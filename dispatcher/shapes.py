@@ -31,30 +31,39 @@ def shape_of(gen: Generation) -> str | None:
     return shape if shape in providers.REGISTRY else None
 
 
+def shape_for(gen: Generation, shape: str | None = None) -> providers.Shape:
+    """The `Shape` a generation answers in: its provider's (or `shape`'s), the variant of its
+    operation (MiniMax's `images/create` answers images)."""
+    return providers.get(shape or shape_of(gen) or gen.provider).shape.for_operation(gen.operation)
+
+
 def job_id(gen: Generation, shape: str | None = None) -> str:
     """The id a provider-shaped endpoint answers for this generation."""
-    shape = shape or shape_of(gen) or gen.provider
-    return public_id(gen.id, providers.get(shape).shape.kind, gen.pinned)
+    return public_id(gen.id, shape_for(gen, shape).kind, gen.pinned)
 
 
 def render(gen: Generation, shape: str | None = None) -> dict:
     """The provider-shaped status object (with `replyRef`), as the status endpoint answers it."""
-    shape = shape or shape_of(gen) or gen.provider
-    body = providers.get(shape).shape.render(gen, job_id(gen, shape))
+    body = shape_for(gen, shape).render(gen, job_id(gen, shape))
     body["replyRef"] = gen.reply_ref
+    body["priority"] = gen.priority  # the dispatcher's own (useapi has none), shown beside useapi's fields
+    if gen.tenant:
+        body["tenant"] = gen.tenant
     return body
 
 
 def scheduler_row(provider: str, id_field: str, item: dict, gen: Generation | None,
                   now: float | None = None) -> dict:
-    """One `executing` entry of useapi's `GET …/scheduler/available`:
-    `{<id>, <account>, started (ISO), elapsed ("MM:SS"), replyUrl, replyRef}`."""
+    """One `executing` entry of useapi's `GET …/scheduler/available` (and of `GET …/scheduler`):
+    `{<id>, <account>, started (ISO), elapsed ("MM:SS"), replyUrl, replyRef}`; `item` is a row of
+    `Dispatcher.running` (`started` in epoch seconds)."""
     now = time.time() if now is None else now
-    key = providers.get(provider).shape.id_key
-    ident = job_id(gen) if gen is not None and shape_of(gen) else item["id"]
+    key = shape_for(gen).id_key if gen is not None else providers.get(provider).shape.id_key
+    ident = job_id(gen) if gen is not None else item["id"]  # the public id, however it was created
     started = float(item["started"])
     return {key: ident, id_field: item["account"], "started": iso(started), "elapsed": elapsed(now - started),
-            "replyUrl": gen.reply_url if gen else None, "replyRef": gen.reply_ref if gen else None}
+            "replyUrl": gen.reply_url if gen else None, "replyRef": gen.reply_ref if gen else None,
+            "priority": gen.priority if gen else None, "tenant": gen.tenant if gen else None}
 
 
-__all__ = ["shape_of", "job_id", "render", "scheduler_row", "iso", "elapsed"]
+__all__ = ["shape_of", "shape_for", "job_id", "render", "scheduler_row", "iso", "elapsed"]

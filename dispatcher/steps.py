@@ -2,18 +2,28 @@
 
 The core never imports `workers`; it names the step functions for RQ. Every
 step job is described so that a person reading rq-dashboard sees which
-generation, provider and account it belongs to. An enqueue and the record's
-`step` (the current step; any other exits at once) are written in one round
-trip. How RQ stores the jobs is `rq_glue`'s business.
+generation (its public id, as the HTTP API shows it), provider and account it
+belongs to: `"runwayml poll user:dispatcher-runwayml-task:<hex> on a@b.com"`; a
+waiting generation's parked start reads `"… start <public id>, waiting for a slot"`
+until its admission names the account. An enqueue and the record's `step` (the
+current step; any other exits at once) are written in one round trip. How RQ
+stores the jobs is `rq_glue`'s business.
+
+What RQ keeps of them (`StepHistory`): an intermediate step for RESULT_TTL (10) seconds,
+the step that ended its generation for `step_history_ttl` (24 h by default), in
+RQ's finished registry, or in its failed registry with the reason when it failed
+the generation (`moderated (422): … — account a@b.com, taskId user:…`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
-from . import keys, rq_glue
-from .generations import provider_of
+from . import keys, providers, rq_glue
+from .generations import FAILED, TERMINAL, Generation, provider_of, public_id
+from .shapes import job_id as public_job_id, shape_for
 
 START = "workers.steps.start"
 POLL = "workers.steps.poll"
@@ -22,7 +32,14 @@ CALLBACK_QUEUE = "dispatcher.callbacks"  # served by the callback worker process
 # RQ's backstop; each delivery ends by DISPATCHER_CALLBACK_DEADLINE (300 s at most) long before
 CALLBACK_TIMEOUT = 360
 STEP_TIMEOUT = 120  # seconds; a step is milliseconds of work plus one upstream call
-RESULT_TTL, FAILURE_TTL = 60, 7 * 24 * 3600  # seconds RQ keeps a step job once it ran / failed
+# Seconds RQ keeps an intermediate step job once it ran / a claimed one that raised outside a worker
+# (the step that ends a generation, and any step a worker fails, is kept `step_history_ttl`:
+# StepHistory). A finished step costs Redis about 7 KB (its job hash ~2 KB, RQ 3's result stream
+# ~4.8 KB, its registry entry); 5,000 generations in flight polled every ~8 s finish ~625 polls a
+# second: kept 24 h that is 54 million jobs (~370 GB), kept 60 s ~255 MB, kept 10 s ~43 MB. 10 s
+# still lists each running generation's latest poll (the longest poll interval is 10 s), and
+# its next one is always under Scheduled.
+RESULT_TTL, FAILURE_TTL = 10, 7 * 24 * 3600
 
 
 def queue_name(provider: str) -> str:
@@ -37,9 +54,23 @@ def _job_id(generation_id: str, step: str) -> str:
     return f"{generation_id}_{step}_{uuid.uuid4().hex[:8]}"
 
 
+def _public(provider: str, generation_id: str) -> str:
+    """The generation's public id as the provider-shaped endpoints accept it. A step knows neither
+    the pinned account nor the operation, so the id is the any-account form of the provider's
+    main shape (what they answer for most generations); every form resolves to the same record
+    (`generations.internal_id`), and a failure's text names the exact one (`failure_reason`)."""
+    spec = providers.REGISTRY.get(provider)
+    return public_id(generation_id, spec.shape.kind) if spec is not None else generation_id
+
+
 def _description(provider: str, step: str, generation_id: str, account: str | None) -> str:
-    # a parked start ends in " on -": the admitting script writes the account there (_pump.lua)
-    return f"{provider} {step} {generation_id} on {account or '-'}"
+    return f"{provider} {step} {_public(provider, generation_id)} on {account or '-'}"
+
+
+def _parked_description(provider: str, generation_id: str) -> str:
+    # rq_glue.park_in appends ", waiting for a slot"; the admitting script replaces it with
+    # " on <account>" (_pump.lua), so an admitted start reads like any other step
+    return f"{provider} start {_public(provider, generation_id)}"
 
 
 class StepQueue:
@@ -102,7 +133,7 @@ class StepQueue:
         Returns the job id, for the record's `parked` field."""
         job_id = _job_id(generation_id, "start")
         rq_glue.park_in(pipe, self.queue(queue_name(provider)), START, (generation_id, job_id), job_id=job_id,
-                        description=_description(provider, "start", generation_id, None), timeout=STEP_TIMEOUT,
+                        description=_parked_description(provider, generation_id), timeout=STEP_TIMEOUT,
                         result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         return job_id
 
@@ -156,3 +187,75 @@ class StepQueue:
                                         job_id=f"{generation_id}_callback_{uuid.uuid4().hex[:8]}",
                                         description=f"callback {generation_id}", retries=retries,
                                         intervals=intervals, result_ttl=60, timeout=CALLBACK_TIMEOUT)
+
+
+# -- what RQ keeps of the steps that end generations --------------------------------------------
+# What the step functions return (their RQ result) when they may have ended their generation:
+# its end seen upstream, or a refusal that failed it; a reroute fails a `fail_fast` generation
+# when no account it may use is left in rotation (Core.fail_stranded). A step that ended it is
+# its current `step` and left it terminal.
+SEEN_ENDING = frozenset({"completed", "canceled"})  # the upstream's answer: no need to read the record
+MAY_HAVE_FAILED = frozenset({"failed", "rerouted"})  # the record tells, and why
+STEP_FUNCTIONS = frozenset({START, POLL})
+_WHAT = {401: "unauthorized", 404: "account deleted", 412: "out of credits", 422: "moderated",
+         429: "throttled", 596: "account on hold"}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A step that ended its generation: kept `ttl` seconds; `failed` is the record when the
+    generation failed (RQ then records the step failed, with `reason`)."""
+
+    ttl: int
+    failed: Generation | None = None
+
+    def reason(self, description: str | None = None) -> str | None:
+        """The RQ exception text of a step that failed its generation (None otherwise).
+        `description`: the step job's, whose account names the one that refused when the
+        record no longer holds it (rerouted before it failed)."""
+        if self.failed is None:
+            return None
+        return failure_reason(self.failed, _account_in(description))
+
+
+def failure_reason(gen: Generation, account: str | None = None) -> str:
+    """`moderated (422): <upstream message> — account a@b.com, taskId user:…`."""
+    code = gen.error_code
+    what = _WHAT.get(code) or ("upstream failure" if code and code >= 500 else "failed")
+    error = gen.error or what
+    if code and f"({code})" in error:  # an account's flag says it already: "Out of credits (412): …"
+        head = error
+    else:
+        head = f"{what} ({code}): {error}" if code else f"{what}: {error}"
+    ident = f"{shape_for(gen).id_key} {public_job_id(gen)}" if gen.provider in providers.REGISTRY else gen.id
+    return f"{head} — account {gen.account or gen.pinned or account or '-'}, {ident}"
+
+
+def _account_in(description: str | None) -> str | None:
+    account = (description or "").rpartition(" on ")[2] if " on " in (description or "") else ""
+    return account if account and account != "-" else None
+
+
+class StepHistory:
+    """Which step jobs ended their generation, and how RQ keeps them: `ttl` seconds
+    (`step_history_ttl`), as finished, or as failed with the reason. The workers apply it
+    (`workers.pool.StepWorker` to the jobs they run, `rq_glue.record_claimed_in` to the
+    claimed starts a step ran after itself); every other step keeps RQ's RESULT_TTL."""
+
+    def __init__(self, generations, ttl: int):
+        self.generations = generations  # a GenerationStore
+        self.ttl = int(ttl)
+
+    def judge(self, steps: list[tuple[str, object]]) -> list[Ending | None]:
+        """For each (job id, outcome): its Ending, or None when it did not end its generation.
+        Reads the records (one round trip) only for outcomes that may have failed one."""
+        out: list[Ending | None] = [Ending(self.ttl) if outcome in SEEN_ENDING else None for _, outcome in steps]
+        unsure = [i for i, (job_id, outcome) in enumerate(steps) if outcome in MAY_HAVE_FAILED]
+        if not unsure:
+            return out
+        ids = [steps[i][0].partition("_")[0] for i in unsure]
+        for i, gen in zip(unsure, self.generations.many(ids)):
+            if gen is None or gen.state not in TERMINAL or gen.step != steps[i][0]:
+                continue  # still going (rerouted to another account), or ended by something else
+            out[i] = Ending(self.ttl, gen if gen.state == FAILED else None)
+        return out

@@ -21,25 +21,61 @@ import redis
 from rq import SimpleWorker
 
 from dispatcher import logging as dlog
-from dispatcher import metrics, providers
+from dispatcher import metrics, providers, rq_glue
 from dispatcher import useapi_accounts
 from dispatcher.core import Core
 from dispatcher.connection import url_for
 from dispatcher.errors import ConfigurationError
 from dispatcher.secrets import check_key, check_settings_key
-from dispatcher.steps import CALLBACK_QUEUE, all_queue_names
+from dispatcher.steps import CALLBACK_QUEUE, STEP_FUNCTIONS, StepHistory, all_queue_names
 
 from .context import install
 from .maintenance import MaintenanceLoop, promote_scheduled
 
 log = dlog.get_logger()
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class StepWorker(SimpleWorker):
-    """Runs step jobs in-process: each is milliseconds, so forking per job would cost more than the work."""
+    """Runs step jobs in-process: each is milliseconds, so forking per job would cost more than the work.
+
+    What RQ records of a step (rq-dashboard, `rq info`) follows its generation (`history`, a
+    `dispatcher.steps.StepHistory`): the step that ended it is kept `step_history_ttl` seconds,
+    and one that failed it is handled as a failed RQ job, in the failed registry with the reason
+    as its exception text (`moderated (422): … — account …, taskId …`). The step never raises
+    for that (faults.py would count the raise and retry): it returns its outcome, the
+    generation's bookkeeping (slot, callback, metrics) is done, and only RQ's record differs."""
 
     max_connection_wait_time = 5.0  # RQ's dequeue backoff while Redis is away (RQ: 60 s after it is back)
     stop_asked = False
+    history: StepHistory | None = None  # set by run_worker
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):
+        ending = self._ending(job)
+        if ending is not None:
+            job.result_ttl = job.failure_ttl = ending.ttl
+            reason = ending.reason(job.description)
+            if reason is not None:
+                self.handle_job_failure(job, queue, started_job_registry, exc_string=reason, execution=execution)
+                return
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
+        if self.history is not None and job.func_name in STEP_FUNCTIONS:
+            job.failure_ttl = self.history.ttl  # a failed step is kept as long as an ending one
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string,
+                                   execution=execution)
+
+    def _ending(self, job):
+        """The step's Ending (`StepHistory.judge`), from its return value (RQ keeps it in `_result`
+        until it saves it), or None: not a step, or it did not end its generation."""
+        if self.history is None or job.func_name not in STEP_FUNCTIONS:
+            return None
+        try:
+            return self.history.judge([(job.id, getattr(job, "_result", None))])[0]
+        except Exception as exc:  # Redis away, say: RQ's own bookkeeping goes on, with the step's defaults
+            log.warning("could not read how a step ended its generation", step=job.id, error=type(exc).__name__)
+            return None
 
     def request_stop(self, signum, frame):
         self.stop_asked = True
@@ -68,9 +104,6 @@ class StepWorker(SimpleWorker):
         return None
 
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
 def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> None:
     """One RQ worker in this process, for as long as it is not asked to stop: a step worker, or
     with `callbacks` the callback worker (only the callback queue, no maintenance loop).
@@ -82,6 +115,8 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
     check_key(d.vault, d.r, wait=True)  # a wrong DISPATCHER_SECRET_KEY stops here, before any job
     d.deferred_metrics = metrics.Deferred()  # samples ride on the steps' round trips (see metrics)
     install(d)
+    history = StepHistory(d.generations, settings.step_history_ttl)
+    rq_glue.install_history(history)  # for the claimed starts a step runs after itself (chain.py)
     loop = MaintenanceLoop(d, settings.maintenance_interval)
     if callbacks:
         queues, role = [CALLBACK_QUEUE], "callbacks"
@@ -95,6 +130,7 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
             try:
                 name = f"dispatcher-{'callbacks-' if callbacks else ''}{os.getpid()}-{os.urandom(3).hex()}"
                 worker = StepWorker(queues, connection=d.rq, name=name)
+                worker.history = history
                 log.info("worker started", queues=queues, pid=os.getpid(), role=role)
                 # no RQ scheduler: its forked child outlives a SIGKILLed worker; maintenance promotes delayed steps
                 if burst:

@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
 from ..providers.ids import ID_MAX
+from . import models
 from .body import read_object
 
 router = APIRouter()
@@ -21,9 +22,13 @@ def _account_body_schema(spec: ProviderSpec) -> dict:
         props[name]["description"] = "sent upstream in an HTTP header: printable ASCII only (400 otherwise)"
     low, high = spec.max_jobs
     props["maxJobs"] = {"type": "integer", "minimum": low, "maximum": high}
+    for name, span in (("maxPerMinute", "60 s"), ("maxPerDay", "24 h")):
+        props[name] = {"type": "integer", "minimum": 1,
+                       "description": f"optional: at most this many generations started on the account in any {span}"}
     schema = {"type": "object", "properties": props, "required": [*spec.credential_fields, "maxJobs"]}
-    content = {"application/json": {"schema": schema}, "multipart/form-data": {"schema": schema}}
-    return {"requestBody": {"required": True, "content": content}}
+    # JSON only in the document (JSON and multipart together break generated clients: their
+    # issue #1451); form data is still accepted at run time, as useapi accepts it
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _routes(spec: ProviderSpec) -> None:
@@ -55,15 +60,17 @@ def _routes(spec: ProviderSpec) -> None:
 
     extra = _account_body_schema(spec)
     summary = f"Create or update {spec.title} account configuration"
+    one = {200: {"model": models.account(spec)}}
     router.add_api_route(base, create, methods=["POST"], tags=tags, summary=summary, openapi_extra=extra,
-                         name=f"{spec.name}_create_account")
+                         name=f"{spec.name}_create_account", responses=one)
     router.add_api_route(base, list_all, methods=["GET"], tags=tags, name=f"{spec.name}_list_accounts",
-                         summary=f"Retrieve {spec.title} accounts configuration")
+                         summary=f"Retrieve {spec.title} accounts configuration",
+                         responses={200: {"model": models.accounts(spec)}})
     if not spec.id_from_login:
         router.add_api_route(f"{base}/{{{idp}}}", create_one, methods=["POST"], tags=tags, summary=summary,
-                             openapi_extra=extra, name=f"{spec.name}_upsert_account")
+                             openapi_extra=extra, name=f"{spec.name}_upsert_account", responses=one)
     router.add_api_route(f"{base}/{{{idp}}}", get_one, methods=["GET"], tags=tags, name=f"{spec.name}_get_account",
-                         summary=f"Retrieve {spec.title} account configuration")
+                         summary=f"Retrieve {spec.title} account configuration", responses=one)
     router.add_api_route(f"{base}/{{{idp}}}", delete_one, methods=["DELETE"], tags=tags,
                          name=f"{spec.name}_delete_account", summary=f"Delete {spec.title} account configuration")
 

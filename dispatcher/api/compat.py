@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import mimetypes
 import re
 
 from starlette.requests import Request
@@ -34,14 +35,17 @@ from .. import keys, shapes
 from ..accounts import ON_HOLD, OUT_OF_CREDITS, not_found_message
 from ..errors import DispatcherError, NotFound, ValidationError
 from ..generations import internal_id
-from ..providers import ProviderSpec
-from .jobs import parse_wait
+from ..providers import ProviderSpec, Shape
+from .jobs import parse_priority, parse_wait
 
 if TYPE_CHECKING:
     from dispatcher.client import Dispatcher
 
 UPLOAD_LIMIT = 20 << 20  # bytes of one uploaded file
+OCTET_STREAM = "application/octet-stream"
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_TYPES = mimetypes.MimeTypes(filenames=())  # Python's own table only: the same on every machine
 
 
 # -- the work, run in a thread (the core is synchronous) -------------------------------
@@ -97,8 +101,11 @@ def _one_in_rotation(d: Dispatcher, spec: ProviderSpec) -> bool:
     return found is not None and not found.error
 
 
-def create(d: Dispatcher, spec: ProviderSpec, operation: str, body: dict, query_wait) -> dict:
+def create(d: Dispatcher, spec: ProviderSpec, operation: str, body: dict, query_wait,
+           tenant: str | None = None) -> dict:
+    """`tenant`: the one the caller's API token names (`DISPATCHER_API_TOKENS` "tenant:token")."""
     payload = dict(body)
+    priority = parse_priority(payload.pop("priority", None))
     pin = _optional_str(payload, spec.id_field)
     reply_url = _optional_str(payload, "replyUrl")
     reply_ref = _optional_str(payload, "replyRef")
@@ -108,29 +115,32 @@ def create(d: Dispatcher, spec: ProviderSpec, operation: str, body: dict, query_
         payload, pin = spec.shape.prepare(payload, pin)
     refuse_out_of_rotation(d, spec, pin)
     handle = d.submit(spec.name, operation, payload, account=pin, reply_url=reply_url, reply_ref=reply_ref,
-                      wait=wait, extra={"shape": spec.name, "fail_fast": True})
+                      wait=wait, priority=priority, tenant=tenant, extra={"shape": spec.name, "fail_fast": True})
     return shapes.render(handle.refresh())
 
 
-def find(d: Dispatcher, spec: ProviderSpec, job_id: str):
-    """The generation behind a provider-shaped id (or an internal id of that provider), else 404."""
+def find(d: Dispatcher, spec: ProviderSpec, job_id: str, shape: Shape | None = None):
+    """The generation behind a provider-shaped id (or an internal id of that provider) that
+    answers in `shape` (the provider's main one by default: a MiniMax image is not a video), else 404."""
+    shape = shape or spec.shape
     gen = d.core.generations.find(job_id)
-    if (gen is None or gen.provider != spec.name
+    if (gen is None or gen.provider != spec.name or shapes.shape_for(gen, spec.name) is not shape
             or (internal_id(job_id) != job_id and shapes.job_id(gen, spec.name) != job_id)):
-        raise NotFound(f"{spec.shape.noun} {job_id} not found")
+        raise NotFound(f"{shape.noun} {job_id} not found")
     return gen
 
 
-def status(d: Dispatcher, spec: ProviderSpec, job_id: str) -> dict:
-    return shapes.render(find(d, spec, job_id), spec.name)
+def status(d: Dispatcher, spec: ProviderSpec, job_id: str, shape: Shape | None = None) -> dict:
+    return shapes.render(find(d, spec, job_id, shape), spec.name)
 
 
-def cancel(d: Dispatcher, spec: ProviderSpec, job_id: str) -> dict:
-    gen = find(d, spec, job_id)
+def cancel(d: Dispatcher, spec: ProviderSpec, job_id: str, shape: Shape | None = None) -> dict:
+    gen = find(d, spec, job_id, shape)
     return shapes.render(d.cancel(gen.id), spec.name)
 
 
-def upload(d: Dispatcher, spec: ProviderSpec, account: str | None, data: bytes, name: str) -> tuple[str, dict]:
+def upload(d: Dispatcher, spec: ProviderSpec, account: str | None, data: bytes, name: str,
+           content_type: str = OCTET_STREAM) -> tuple[str, dict]:
     if not data:
         raise ValidationError("Request body is empty: send the file's bytes")
     if not account:
@@ -145,13 +155,28 @@ def upload(d: Dispatcher, spec: ProviderSpec, account: str | None, data: bytes, 
         raise NotFound(not_found_message(spec))
     if found.error:
         raise DispatcherError(f"Account {account}: {found.error}", status=found.error_code)
-    return account, d.upload(spec.name, account, data, name)
+    return account, d.upload(spec.name, account, data, name, content_type)
 
 
-def file_name(request: Request) -> str:
+def media_type(request: Request) -> str:
+    """The upload's MIME type as the caller declared it (`Content-Type`), else octet-stream."""
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return declared if len(declared) <= 100 and _MIME.fullmatch(declared) else OCTET_STREAM
+
+
+def file_name(request: Request, content_type: str = OCTET_STREAM) -> str:
+    """`?name=` made path-safe, with the extension of its type when it has none (useapi adds it
+    from the type); without a name, `upload.<extension of the type>`."""
     name = _NAME.sub("_", (request.query_params.get("name") or "").rsplit("/", 1)[-1])[:200].strip("._")
-    if name:
-        return name
-    subtype = request.headers.get("content-type", "").split(";")[0].partition("/")[2]
-    ext = subtype if subtype.isalnum() and len(subtype) <= 8 else "bin"
-    return f"upload.{ext}"
+    ext = _extension(content_type)
+    if not name:
+        return f"upload{ext or '.bin'}"
+    return name if "." in name or not ext else name + ext
+
+
+def _extension(content_type: str) -> str | None:
+    """`.jpg` for image/jpeg…; a short plain subtype (`.webp`) when Python's table has none."""
+    if content_type == OCTET_STREAM:
+        return None
+    subtype = content_type.partition("/")[2]
+    return _TYPES.guess_extension(content_type) or (f".{subtype}" if subtype.isalnum() and len(subtype) <= 8 else None)

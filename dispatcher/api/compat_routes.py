@@ -2,16 +2,24 @@
 
 The work behind each kind of route is the same for every provider (`compat.py`); only the
 paths, the id's name and the answers differ, and those come from the provider's folder.
+
+Request bodies are declared as JSON only in the OpenAPI document (a body offered as both JSON
+and multipart breaks generated clients, openapi-python-client's issue #1451); form data is still
+accepted at run time, as useapi accepts it.
 """
 
 from __future__ import annotations
+
+from typing import Union
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import NotFound, ValidationError
-from ..providers import CANCEL, CREATE, LIST, REGISTRY, STATUS, UPLOAD, ProviderSpec, Route
+from ..providers import ABSENT, ACCOUNTS, CANCEL, CREATE, LIST, STATUS, UPLOAD, REGISTRY, ProviderSpec, Route
 from . import compat
+from . import models
+from .jobs import PRIORITY_SCHEMA
 from .body import raw_body, read_object
 
 router = APIRouter()
@@ -25,10 +33,11 @@ def _create_schema(spec: ProviderSpec) -> dict:
         "replyUrl": {"type": "string", "maxLength": 1024}, "replyRef": {"type": "string", "maxLength": 1024},
         "wait": {"type": "boolean", "description": "false: answer 429 instead of waiting for a free slot"},
         "maxJobs": {"type": "integer", "minimum": low, "maximum": high, "description": "validated, not applied"},
+        "priority": PRIORITY_SCHEMA,
     }
-    schema = {"type": "object", "additionalProperties": True, "properties": props}
-    content = {"application/json": {"schema": schema}, "multipart/form-data": {"schema": schema}}
-    return {"requestBody": {"required": True, "content": content}}
+    schema = {"type": "object", "additionalProperties": True, "properties": props,
+              "description": "The upstream's own fields (prompt, assets…) and these; form data is accepted too"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _upload_schema(spec: ProviderSpec) -> dict:
@@ -36,11 +45,21 @@ def _upload_schema(spec: ProviderSpec) -> dict:
     if spec.shape.upload_name:
         params.append({"name": "name", "in": "query", "required": False, "schema": {"type": "string"}})
     content = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-    return {"parameters": params, "requestBody": {"required": True, "content": content}}
+    return {"parameters": params, "requestBody": {"required": True, "content": content,
+                                                  "description": "The file's bytes; send its own Content-Type "
+                                                                 "(image/jpeg…): it is kept, with its name"}}
 
 
 def _path_param(name: str, where: str = "path") -> dict:
     return {"parameters": [{"name": name, "in": where, "required": where == "path", "schema": {"type": "string"}}]}
+
+
+def _status_model(spec: ProviderSpec, route: Route):
+    """What the route answers: the status object of its shape; a create whose operation is free
+    answers the main shape's or one of its variants' (MiniMax: a video or an image)."""
+    if route.kind == CREATE and route.operation is None and spec.shape.variants:
+        return Union[(spec.shape.model, *(v.model for _, v in spec.shape.variants))]  # noqa: UP007
+    return spec.shape.for_operation(route.operation).model
 
 
 def _create(spec: ProviderSpec, route: Route):
@@ -52,9 +71,10 @@ def _create(spec: ProviderSpec, route: Route):
             if operation.split("/")[0] in RESERVED:
                 raise NotFound("Not found")
             operation += route.suffix
+        spec.check_operation(operation)  # 404 naming the operations, before anything is read
         body = await read_object(request)
         return await run_in_threadpool(compat.create, request.app.state.dispatcher, spec, operation, body,
-                                       request.query_params.get("wait"))
+                                       request.query_params.get("wait"), getattr(request.state, "tenant", None))
 
     extra = _create_schema(spec)
     if route.operation is None:
@@ -64,12 +84,13 @@ def _create(spec: ProviderSpec, route: Route):
 
 def _by_id(spec: ProviderSpec, route: Route):
     work = compat.status if route.kind == STATUS else compat.cancel
+    shape = spec.shape.for_operation(route.operation)
 
     async def endpoint(request: Request):
-        return await run_in_threadpool(work, request.app.state.dispatcher, spec,
-                                       request.path_params[spec.shape.id_key])
+        return await run_in_threadpool(work, request.app.state.dispatcher, spec, request.path_params[shape.id_key],
+                                       shape)
 
-    return endpoint, ("GET" if route.kind == STATUS else "DELETE"), _path_param(spec.shape.id_key)
+    return endpoint, ("GET" if route.kind == STATUS else "DELETE"), _path_param(shape.id_key)
 
 
 def _list(spec: ProviderSpec, route: Route):
@@ -85,36 +106,69 @@ def _list(spec: ProviderSpec, route: Route):
 def _upload(spec: ProviderSpec, route: Route):
     async def upload(request: Request):
         data = await raw_body(request, compat.UPLOAD_LIMIT)
+        content_type = compat.media_type(request)
         account, result = await run_in_threadpool(
             compat.upload, request.app.state.dispatcher, spec, request.query_params.get(spec.id_field), data,
-            compat.file_name(request))
+            compat.file_name(request, content_type), content_type)
         return spec.shape.upload_answer(spec.name, account, result)
 
     return upload, "POST", _upload_schema(spec)
 
 
-_KINDS = {CREATE: _create, STATUS: _by_id, CANCEL: _by_id, LIST: _list, UPLOAD: _upload}
+def _absent(spec: ProviderSpec, route: Route):
+    async def absent(request: Request):
+        raise NotFound(f"{request.method} {request.url.path} is not served here: {route.summary}")
+
+    return absent, route.method, {}
+
+
+def _accounts(spec: ProviderSpec, route: Route):
+    async def listing(request: Request):
+        return await run_in_threadpool(request.app.state.dispatcher.list_accounts, spec.name)
+
+    return listing, "GET", {}
+
+
+_KINDS = {CREATE: _create, STATUS: _by_id, CANCEL: _by_id, LIST: _list, UPLOAD: _upload, ABSENT: _absent,
+          ACCOUNTS: _accounts}
+_TWINS = (LIST, UPLOAD, ABSENT)  # answered with and without a trailing slash
+
+
+def _responses(spec: ProviderSpec, route: Route) -> dict:
+    if route.kind in (CREATE, STATUS, CANCEL):
+        return {200: {"model": _status_model(spec, route)}}
+    if route.kind == LIST:
+        return {200: {"model": list[spec.shape.model]}}
+    if route.kind == ACCOUNTS:
+        return {200: {"model": models.accounts(spec)}}
+    return {}
 
 
 def mount(spec: ProviderSpec) -> None:
-    """Add one provider's routes; LIST and UPLOAD paths answer with and without a trailing slash."""
+    """Add one provider's routes; the document shows each once (as useapi spells its path)."""
     for route in spec.shape.routes:
         endpoint, method, extra = _KINDS[route.kind](spec, route)
-        paths = (route.path, route.path + "/") if route.kind in (LIST, UPLOAD) else (route.path,)
-        for path in paths:
+        shown = route.path
+        twin = shown[:-1] if shown.endswith("/") else shown + "/"
+        for path in (shown, twin) if route.kind in _TWINS else (shown,):
             router.add_api_route(spec.api_prefix + path, endpoint, methods=[method], tags=[spec.title],
-                                 summary=route.summary, name=f"{spec.name}_compat_{_suffix(route, path)}",
-                                 openapi_extra=extra)
+                                 summary=route.summary if route.kind != ABSENT else None,
+                                 name=f"{spec.name}_compat_{_suffix(route)}{'' if path == shown else '_twin'}",
+                                 openapi_extra=extra, responses=_responses(spec, route),
+                                 include_in_schema=path == shown and route.kind != ABSENT)
 
 
-def _suffix(route: Route, path: str) -> str:
-    """The route's name after `<provider>_compat_` (its OpenAPI operationId derives from it)."""
+def _suffix(route: Route) -> str:
+    """The route's name after `<provider>_compat_` (its OpenAPI operationId, and the function's
+    name in generated clients)."""
     if route.kind == CREATE and route.operation is not None:
-        return route.operation.rsplit("/", 1)[-1].replace("-", "_")
+        return route.operation.replace("/", "_").replace("-", "_")
+    if route.kind in (STATUS, CANCEL) and route.operation is not None:
+        return f"{route.kind}_{route.operation.split('/')[0]}"
+    if route.kind == ABSENT:
+        return f"absent_{route.method.lower()}_" + "_".join(p.strip("{}") for p in route.path.split("/") if p)
     if route.kind == LIST:
-        return f"{route.path.strip('/').rsplit('/', 1)[-1]}{len(path)}"
-    if route.kind == UPLOAD:
-        return f"upload{len(path)}"
+        return f"list_{route.path.strip('/').replace('/', '_')}"
     return route.kind
 
 

@@ -1,4 +1,9 @@
-"""useapi's scheduler views: running generations and free capacity per account."""
+"""useapi's scheduler views: running generations and free capacity per account.
+
+`GET …/scheduler` lists the running generations in the same rows as `…/scheduler/available`'s
+`executing`: the public id under the provider's id key, the account, `started` (ISO 8601, UTC)
+and `elapsed` ("MM:SS"), `replyUrl` and `replyRef`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..providers import REGISTRY, ProviderSpec
 from ..shapes import scheduler_row
+from . import models
 
 if TYPE_CHECKING:
     from dispatcher.client import Dispatcher
@@ -42,13 +48,15 @@ def _routes(spec: ProviderSpec) -> None:
                 "waiting": snap["waiting"], "pinned": snap["pinned"]}
 
     async def running(request: Request):
-        return await run_in_threadpool(request.app.state.dispatcher.running, spec.name)
+        return await run_in_threadpool(_executing, request.app.state.dispatcher, spec)
 
     router.add_api_route(f"{spec.api_prefix}/scheduler/available", available, methods=["GET"], tags=[spec.title],
                          name=f"{spec.name}_scheduler_available",
-                         summary="Per account maxJobs, executing and available slots, plus the waiting line")
+                         summary="Per account maxJobs, executing and available slots, plus the waiting line",
+                         responses={200: {"model": models.available(spec)}})
     router.add_api_route(f"{spec.api_prefix}/scheduler", running, methods=["GET"], tags=[spec.title],
-                         name=f"{spec.name}_scheduler", summary="Running generations with account and elapsed time")
+                         name=f"{spec.name}_scheduler", summary="Running generations with account and elapsed time",
+                         responses={200: {"model": list[models.running(spec)]}})
 
 
 for _spec in REGISTRY.values():

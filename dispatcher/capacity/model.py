@@ -46,12 +46,15 @@ class CapacityModel:
     trun: Counter = field(default_factory=Counter)  # tenant -> slots held
     tpass: dict[str, int] = field(default_factory=dict)  # tenant -> pass
     vt: int = 0  # the virtual time: the pass of the last choice
-    aging_ms: int = 0
+    aging_ms: int = 60_000  # the scripts' default when no policy is stored
     weights: dict[str, int] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
     # pacing: account -> (per minute or None, per day or None); account -> {generation: ms admitted}
     pace: dict[str, tuple] = field(default_factory=dict)
     starts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # quarantines: (account, operation) -> ms until; waiting generation -> its operation
+    quar: dict[tuple, int] = field(default_factory=dict)
+    ops: dict[str, str] = field(default_factory=dict)
 
     # -- eligibility ------------------------------------------------------------
     def eligible(self, a: str, now: int) -> bool:
@@ -84,11 +87,17 @@ class CapacityModel:
             return True
         return self.trun[tenant] < self.caps[tenant]
 
+    def quarantined(self, a: str, op: str | None, now: int) -> bool:
+        return bool(op) and self.quar.get((a, op), 0) > now
+
+    def for_op(self, free: list[str], op: str | None, now: int) -> list[str]:
+        return [a for a in free if not self.quarantined(a, op, now)] if op else free
+
     def line(self, name: str) -> list[str]:
         return self.waiting if name == "" else self.lines.setdefault(name, [])
 
-    def _next_line(self, now: int):
-        """(name, tenant, pass) of the common sub-line whose head goes next, or None."""
+    def _next_line(self, now: int, free: list[str]):
+        """(name, tenant, pass, candidate accounts) of the common sub-line whose head goes next, or None."""
         best, best_key = None, None
         names = [n for n, line in self.lines.items() if line] + ([""] if self.waiting else [])
         for n in names:
@@ -96,22 +105,26 @@ class CapacityModel:
             if not self.tenant_room(tenant):
                 continue
             head = self.line(n)[0]
+            cands = self.for_op(free, self.ops.get(head), now)
+            if not cands:
+                continue
             t = self.enq.get(head, now)
             eff = priority + ((now - t) // self.aging_ms if self.aging_ms > 0 else 0)
             own = self.tpass.get(tenant)
             pass_ = own if own is not None and own > self.vt else self.vt
             key = (-eff, pass_, t, n)
             if best_key is None or key < best_key:
-                best, best_key = (n, tenant, pass_), key
+                best, best_key = (n, tenant, pass_, cands), key
         return best
 
     def _take_head(self, best) -> str:
-        n, tenant, pass_ = best
+        n, tenant, pass_, _ = best
         line = self.line(n)
         g = line.pop(0)
         if n and not line:
             del self.lines[n]
         self.enq.pop(g, None)
+        self.ops.pop(g, None)
         weight = self.weights.get(tenant, 1)
         self.tpass[tenant] = pass_ + STRIDE // (weight if weight > 0 else 1)
         self.vt = pass_
@@ -157,29 +170,31 @@ class CapacityModel:
     def _pump(self, now: int, rng: Minstd, ttl: int, out: list) -> None:
         for a in sorted(self.pinned):
             line = self.pinned[a]
-            while line and self.has_room(a, now) and self.tenant_room(self.gten.get(line[0])):
+            while (line and self.has_room(a, now) and self.tenant_room(self.gten.get(line[0]))
+                   and not self.quarantined(a, self.ops.get(line[0]), now)):
                 g = line.pop(0)
                 self.enq.pop(g, None)
+                self.ops.pop(g, None)
                 self._admit(g, a, now, ttl, out)
             if not line:
                 del self.pinned[a]
         common = self.waiting or any(self.lines.values())
         free = self.free_accounts(now) if common else []
         while free:
-            best = self._next_line(now)
+            best = self._next_line(now, free)
             if best is None:
                 break
             g = self._take_head(best)
-            i = rng.pick(len(free))
-            a = free[i]
+            cands = best[3]
+            a = cands[rng.pick(len(cands))]
             self._admit(g, a, now, ttl, out)
             if not self.has_room(a, now):
-                free.pop(i)
+                free.remove(a)
 
     # -- operations (mirror the scripts) ----------------------------------------
     def acquire(self, g: str, *, account: str | None = None, known: bool = False, wait: bool = True,
                 front: bool = False, priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
-                seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
+                operation: str | None = None, seed: int, now: int, ttl: int | None = None) -> tuple[str, object, list]:
         """("admitted", account, adm) | ("waiting", position, adm) | ("busy", None, adm) | ("unknown", account, [])
         | ("full", waiting, adm): it would wait, but `max_waiting` generations already do."""
         ttl = self.ttl_ms if ttl is None else ttl
@@ -195,9 +210,9 @@ class CapacityModel:
             # after the pump a free account means no waiting head can take it (see acquire.lua)
             a = None
             if account is not None:
-                a = account if self.has_room(account, now) else None
+                a = account if self.has_room(account, now) and not self.quarantined(account, operation, now) else None
             else:
-                free = self.free_accounts(now)
+                free = self.for_op(self.free_accounts(now), operation, now)
                 a = free[rng.pick(len(free))] if free else None
             if a is not None:
                 if g in self.holder:
@@ -225,6 +240,8 @@ class CapacityModel:
         self.enq.setdefault(g, now)
         if tenant:
             self.gten[g] = tenant
+        if operation:
+            self.ops[g] = operation
         return "waiting", position, out
 
     def release(self, g: str, *, seed: int, now: int, ttl: int | None = None) -> tuple[bool, list]:
@@ -275,6 +292,8 @@ class CapacityModel:
         for g in failed:
             self.enq.pop(g, None)
             self.gten.pop(g, None)
+            self.ops.pop(g, None)
+        self.quar = {k: v for k, v in self.quar.items() if k[0] != a}
         return failed, self.pump(seed=seed, now=now, ttl=ttl)
 
     def set_cooldown(self, a: str, until: int | None, *, seed: int, now: int, ttl: int | None = None) -> list:
@@ -309,9 +328,18 @@ class CapacityModel:
                 del self.pinned[account]
         if removed:
             self.enq.pop(g, None)
+            self.ops.pop(g, None)
             if g not in self.holder:
                 self.gten.pop(g, None)
         return removed
+
+    def quarantine(self, a: str, operation: str, until: int | None, *, seed: int, now: int,
+                   ttl: int | None = None) -> list:
+        if until is None:
+            self.quar.pop((a, operation), None)
+        else:
+            self.quar[(a, operation)] = until
+        return self.pump(seed=seed, now=now, ttl=ttl)
 
     def set_pace(self, a: str, per_minute: int | None, per_day: int | None, *, seed: int, now: int,
                  ttl: int | None = None) -> list:
@@ -322,7 +350,7 @@ class CapacityModel:
             self.pace[a] = (per_minute, per_day)
         return self.pump(seed=seed, now=now, ttl=ttl)
 
-    def set_policy(self, *, aging_ms: int = 0, weights: dict | None = None, caps: dict | None = None,
+    def set_policy(self, *, aging_ms: int = 60_000, weights: dict | None = None, caps: dict | None = None,
                    seed: int, now: int, ttl: int | None = None) -> list:
         self.aging_ms, self.weights, self.caps = aging_ms, dict(weights or {}), dict(caps or {})
         return self.pump(seed=seed, now=now, ttl=ttl)

@@ -14,6 +14,7 @@ from .. import keys
 from ..errors import ValidationError
 
 DEFAULT_PRIORITY, MAX_PRIORITY = 5, 9
+DEFAULT_AGING_MS = 60_000  # what the scripts use when no policy is stored (scripts/_pump.lua)
 TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -37,18 +38,52 @@ def line_name(priority: int, tenant: str | None) -> str:
     return "" if priority == DEFAULT_PRIORITY and not tenant else f"{priority}:{tenant or ''}"
 
 
-def pace_view(client, provider: str, account: str) -> dict:
-    """A paced account's windows: {"minute"|"day": {limit, count, frees_at_ms}}, `frees_at_ms`
-    (epoch ms) being when a full window admits again (None: not full). Read-only."""
-    limits = client.hmget(keys.pace(provider), f"m:{account}", f"d:{account}")
-    per_minute, per_day = (int(x) if x else None for x in limits)
-    seconds, micros = client.time()
+def pace_views(client, provider: str) -> dict[str, dict]:
+    """Every paced account's windows: {account: {"minute"|"day": {limit, count, frees_at_ms}}},
+    `frees_at_ms` (epoch ms) being when a full window admits again (None: not full). Read-only;
+    two round trips whatever the number of accounts."""
+    limits: dict[str, list] = {}
+    for field, value in client.hgetall(keys.pace(provider)).items():
+        field = field.decode() if isinstance(field, bytes) else field
+        limits.setdefault(field[2:], [None, None])[0 if field.startswith("m:") else 1] = int(value)
+    names = sorted(limits)
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for account in names:
+        pipe.zrange(keys.starts(provider, account), 0, -1, withscores=True)
+    (seconds, micros), *starts = pipe.execute()
     now = int(seconds) * 1000 + int(micros) // 1000
-    starts = [int(score) for _, score in client.zrangebyscore(keys.starts(provider, account), now - 86_400_000,
-                                                              "+inf", withscores=True)]
     out = {}
-    for name, limit, span in (("minute", per_minute, 60_000), ("day", per_day, 86_400_000)):
-        inside = sorted(t for t in starts if t > now - span)
-        full = limit is not None and len(inside) >= limit
-        out[name] = {"limit": limit, "count": len(inside), "frees_at_ms": inside[len(inside) - limit] + span if full else None}
+    for account, rows in zip(names, starts):
+        times = [int(score) for _, score in rows]
+        out[account] = {name: _window(times, limit, span, now)
+                        for name, limit, span in (("minute", limits[account][0], 60_000),
+                                                  ("day", limits[account][1], 86_400_000))}
+    return out
+
+
+def no_pace() -> dict:
+    """The windows of an account without limits."""
+    return {name: {"limit": None, "count": 0, "frees_at_ms": None} for name in ("minute", "day")}
+
+
+def _window(times: list[int], limit: int | None, span: int, now: int) -> dict:
+    inside = sorted(t for t in times if t > now - span)
+    full = limit is not None and len(inside) >= limit
+    return {"limit": limit, "count": len(inside), "frees_at_ms": inside[len(inside) - limit] + span if full else None}
+
+
+def quarantine_table(client, provider: str) -> dict[str, dict[str, int]]:
+    """{account: {operation: until ms}} of the running quarantines (Redis TIME); read-only."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.hgetall(keys.quarantine(provider))
+    (seconds, micros), table = pipe.execute()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    out: dict[str, dict[str, int]] = {}
+    for field, until in table.items():
+        field = field.decode() if isinstance(field, bytes) else field
+        account, _, operation = field.partition("\t")
+        if int(float(until)) > now:
+            out.setdefault(account, {})[operation] = int(float(until))
     return out

@@ -18,7 +18,8 @@ from redis.exceptions import NoScriptError
 
 from .. import keys, lua, rq_glue
 from ..errors import NoCapacity, NotFound, ValidationError
-from .policy import DEFAULT_PRIORITY, check_priority, check_tenant, line_name, pace_view
+from .policy import DEFAULT_AGING_MS, DEFAULT_PRIORITY, check_priority, check_tenant, line_name, no_pace, pace_views, quarantine_table
+from .names import check_derived_names as _check_derived_names
 from .prng import seed_arg
 
 SCRIPT_NAMES = (
@@ -29,30 +30,6 @@ SCRIPTS = lua.Family(Path(__file__).parent / "scripts", SCRIPT_NAMES, prelude="_
 SCRIPTS.sources  # noqa: B018 - built at import: a script that cannot be loaded stops the process at start-up
 FULL_RETRY_AFTER = 30  # seconds a client refused by a full waiting line is told to wait
 _NKEYS = 1  # KEYS of every capacity script: the cap key; scripts/_pump.lua derives the rest
-
-# scripts/_pump.lua names each key as the cap key's prefix + a suffix; keys.py stays the
-# one place names are made, so a renamed key there must fail loudly here, not diverge
-_DERIVED = {
-    keys.used: "used", keys.leases: "leases", keys.holder: "holder", keys.cooldown: "cooldown",
-    keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
-    keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
-    keys.lines: "lines", lambda p: keys.line(p, ""): "line:", keys.enqueued: "enq", keys.generation_tenant: "gten",
-    keys.tenant_slots: "trun", keys.tenant_pass: "tpass", keys.policy: "policy", keys.pace: "pace",
-    lambda p: keys.starts(p, ""): "starts:",
-    lambda p: keys.generation(p, ""): "gen:",
-}
-
-
-def _check_derived_names(provider: str) -> None:
-    cap = keys.cap(provider)
-    if not cap.endswith(":cap"):
-        raise RuntimeError(f"capacity scripts expect the cap key to end in ':cap', got {cap!r}")
-    prefix = cap[: -len("cap")]
-    for name_of, suffix in _DERIVED.items():
-        if name_of(provider) != prefix + suffix:
-            raise RuntimeError(f"scripts/_pump.lua derives {prefix + suffix!r} but keys.py names "
-                               f"{name_of(provider)!r}: keep them in step")
-
 
 def _s(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -168,26 +145,28 @@ class Capacity:
     # -- leases -----------------------------------------------------------------
     def acquire(self, generation_id: str, *, account: str | None = None, known: bool = False,
                 wait: bool = True, front: bool = False, require: str | None = None,
-                priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
+                priority: int = DEFAULT_PRIORITY, tenant: str | None = None, operation: str | None = None,
                 seed: int | None = None) -> AcquireResult:
         """Admit the generation to a random eligible account with room (or to
         `account` when pinned), else queue it in the line of its `priority` (0..9) and
         `tenant` (`front`: at the head, for one coming back to the line); with wait=False
         refuse instead (`NoCapacity`, carrying `.admitted` made by the pump meanwhile).
         `require`: a key of this provider that must exist, else `NotFound` and nothing changes."""
-        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant)
+        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant, operation)
         return self._acquired(self._run("acquire", *args, seed=seed), account)
 
     def acquire_in(self, pipe, generation_id: str, *, account: str | None = None, known: bool = False,
                    wait: bool = True, front: bool = False, require: str | None = None,
-                   priority: int = DEFAULT_PRIORITY, tenant: str | None = None, seed: int | None = None):
+                   priority: int = DEFAULT_PRIORITY, tenant: str | None = None, operation: str | None = None,
+                   seed: int | None = None):
         """`acquire` queued on a pipeline; returns a function of its reply giving what
         `acquire` returns (or raising what it raises)."""
-        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant)
+        args = self._acquire_args(generation_id, account, known, wait, front, require, priority, tenant, operation)
         read = self._queue(pipe, "acquire", *args, seed=seed)
         return lambda reply: self._acquired(read(reply), account)
 
-    def _acquire_args(self, generation_id, account, known, wait, front, require, priority, tenant) -> tuple:
+    def _acquire_args(self, generation_id, account, known, wait, front, require, priority, tenant,
+                      operation) -> tuple:
         _check_id("generation_id", generation_id)
         check_priority(priority)
         check_tenant(tenant)
@@ -197,7 +176,7 @@ class Capacity:
             raise ValidationError(f"require must be a key of {self.provider} (same hash tag), got {require!r}")
         flag = {True: "1", False: "0"}
         return (generation_id, account or "", flag[bool(wait)], flag[bool(known)], flag[bool(front)],
-                require or "", str(self.max_waiting), str(priority), tenant or "")
+                require or "", str(self.max_waiting), str(priority), tenant or "", operation or "")
 
     def _acquired(self, reply, account) -> AcquireResult:
         status, detail = _s(reply[0]), reply[1]
@@ -278,8 +257,8 @@ class Capacity:
         return _admissions(self._run("pump", seed=seed))
 
     # -- accounts ---------------------------------------------------------------
-    def _configure(self, op: str, account: str, value="", *, seed=None) -> tuple[list[str], list[Admission]]:
-        flat, failed = self._run("configure", op, _check_id("account", account), value, seed=seed)
+    def _configure(self, op: str, account: str, value="", *extra, seed=None) -> tuple[list[str], list[Admission]]:
+        flat, failed = self._run("configure", op, _check_id("account", account), value, *extra, seed=seed)
         return [_s(g) for g in failed], _admissions(flat)
 
     def set_account(self, account: str, max_jobs: int, *, seed: int | None = None) -> list[Admission]:
@@ -308,9 +287,24 @@ class Capacity:
         value = f"{per_minute or ''},{per_day or ''}"
         return self._configure("pace", account, value, seed=seed)[1]
 
+    def quarantine(self, account: str, operation: str, until_ms: int | None, *,
+                   seed: int | None = None) -> list[Admission]:
+        """Keep the account from generations of `operation` until `until_ms` (None: clear it);
+        it keeps serving every other operation."""
+        value = "" if until_ms is None else _check_int("until_ms", until_ms)
+        return self._configure("quarantine", account, value, _check_id("operation", operation), seed=seed)[1]
+
+    def quarantines(self) -> dict[str, dict[str, int]]:
+        """{account: {operation: until ms}} of the quarantines still running (Redis TIME)."""
+        return quarantine_table(self.client, self.provider)
+
     def pace(self, account: str) -> dict:
         """The account's pacing: limits, admissions in its current windows, when each frees a start."""
-        return pace_view(self.client, self.provider, account)
+        return self.paces().get(account) or no_pace()
+
+    def paces(self) -> dict[str, dict]:
+        """`pace` of every paced account, by id (two round trips)."""
+        return pace_views(self.client, self.provider)
 
     def set_usable_until(self, account: str, until_ms: int | None, *, seed: int | None = None) -> list[Admission]:
         value = "" if until_ms is None else _check_int("until_ms", until_ms)
@@ -339,10 +333,10 @@ class Capacity:
         return None if found is None else _s(found)
 
     # -- policy -----------------------------------------------------------------
-    def set_policy(self, *, aging_ms: int = 0, weights: dict[str, int] | None = None,
+    def set_policy(self, *, aging_ms: int = DEFAULT_AGING_MS, weights: dict[str, int] | None = None,
                    caps: dict[str, int] | None = None, seed: int | None = None) -> list[Admission]:
         """Priorities and tenants: a waiting generation gains one priority level per `aging_ms`
-        (0: never); tenants share admissions at equal priority by `weights` (default 1 each);
+        (0: never; 60 s when no policy was ever set); tenants share admissions at equal priority by `weights` (default 1 each);
         a tenant in `caps` holds at most that many slots. Replaces the previous policy, then
         pumps (a raised cap can admit at once). Every process of a deployment should set the same."""
         fields = {"aging_ms": _check_int("aging_ms", aging_ms, minimum=0)}
@@ -352,7 +346,8 @@ class Capacity:
             fields[f"c:{check_tenant(name)}"] = _check_int(f"cap of {name}", value, minimum=0)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.policy(self.provider))
-        pipe.hset(keys.policy(self.provider), mapping=fields)
+        if fields != {"aging_ms": DEFAULT_AGING_MS}:  # the default policy is stored as no policy
+            pipe.hset(keys.policy(self.provider), mapping=fields)
         pipe.execute()
         return self.pump(seed=seed)
 

@@ -1,7 +1,17 @@
-"""`dispatcher dashboard`: rq-dashboard against the dispatcher's Redis.
+"""`dispatcher dashboard`: rq-dashboard against the dispatcher's Redis, plus an Accounts page.
 
-Every step job is described `"<provider> <step> <generation id> on <account>"`,
-so the dashboard shows which generation, provider and account a job belongs to.
+Every step job is described `"<provider> <step> <public id> on <account>"` (the id the
+provider-shaped endpoints answer, e.g. `user:dispatcher-runwayml-task:<hex>`); a waiting
+generation's start job, deferred, reads `"<provider> start <public id>, waiting for a slot"`.
+The step that ended a generation stays listed for `DISPATCHER_STEP_HISTORY_TTL` (24 h): under
+Finished, or under Failed with what happened as its exception text
+(`moderated (422): <message> — account a@b.com, taskId user:…`); the other steps for 10 s
+(`dispatcher.steps`, which says why). rq-dashboard counts a registry without dropping its expired entries
+(RQ's own `count`, as `rq info` uses, drops them first): before each data request the
+finished and failed registries are cleaned (`rq_glue.clean_ended`), so counts and lists agree.
+
+The Accounts page (`dashboard_accounts`, linked from the navigation bar) shows every
+provider's accounts, slots, states, tokens and waiting lines, and refreshes itself.
 
 Loopback by default. Listening anywhere else requires basic auth
 (`DISPATCHER_DASHBOARD_USER` / `DISPATCHER_DASHBOARD_PASSWORD`), checked in
@@ -44,6 +54,7 @@ import types
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .. import rq_glue
 from ..errors import ConfigurationError
 from ..logging import get_logger, mask_url, register_secret
 from .redis_server import resolve_url
@@ -152,9 +163,10 @@ def _refuse(start_response, status: str, text: str):
 
 
 def build_app(redis_url: str, *, username: str | None = None, password: str | None = None,
-              poll_interval_ms: int = POLL_INTERVAL_MS, listen_host: str = "127.0.0.1"):
-    """The rq-dashboard Flask app on `redis_url`, behind basic auth when credentials are given,
-    and behind `HostGuard` (Host and Origin checks) always."""
+              poll_interval_ms: int = POLL_INTERVAL_MS, listen_host: str = "127.0.0.1", settings=None):
+    """The rq-dashboard Flask app on `redis_url`, with the Accounts page (read through a
+    `Dispatcher` on `redis_url` with `settings`, default the environment's), behind basic auth
+    when credentials are given, and behind `HostGuard` (Host and Origin checks) always."""
     _ensure_six()
     # rq-dashboard, Flask and werkzeug come with the optional `dashboard` extra: imported here,
     # so that a missing extra is one clear error from the command that needs it
@@ -164,6 +176,8 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
         raise ConfigurationError("rq-dashboard is not installed: pip install 'dispatcher[dashboard]'") from None
     from flask import Flask, Response, request
     from rq_dashboard.web import blueprint, setup_rq_connection
+
+    from . import dashboard_accounts
 
     # the app's own /static route shadows the blueprint's: point it at rq-dashboard's files
     app = Flask("dispatcher.ops.dashboard", static_folder=str(Path(rq_dashboard.__file__).parent / "static"))
@@ -183,10 +197,33 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
                                 {"WWW-Authenticate": 'Basic realm="dispatcher rq-dashboard"'})
             return None
 
+    @app.before_request
+    def clean_registries():
+        # rq-dashboard counts registries without cleaning them: drop their expired entries first
+        if "/data/" in request.path:
+            _clean_ended(app)
+
     app.register_blueprint(blueprint, url_prefix="")
     setup_rq_connection(app)
+    dashboard_accounts.install(app, lambda: _dispatcher(redis_url, settings), poll_interval_ms)
     app.wsgi_app = HostGuard(app.wsgi_app, listen_host)
     return app
+
+
+def _clean_ended(app) -> None:
+    import redis
+
+    try:
+        rq_glue.clean_ended(app.redis_conn)
+    except (redis.ConnectionError, redis.TimeoutError):
+        pass  # rq-dashboard's own reads answer the error
+
+
+def _dispatcher(redis_url: str, settings):
+    from ..client import Dispatcher
+    from ..settings import Settings
+
+    return Dispatcher(redis_url, settings or Settings.from_env())
 
 
 def run_dashboard(settings, *, host: str = "127.0.0.1", port: int | None = None, username: str | None = None,
@@ -199,7 +236,7 @@ def run_dashboard(settings, *, host: str = "127.0.0.1", port: int | None = None,
     password = password or settings.dashboard_password
     check_exposure(host, username, password)
     redis_url = resolve_url(settings)
-    app = build_app(redis_url, username=username, password=password, listen_host=host)
+    app = build_app(redis_url, username=username, password=password, listen_host=host, settings=settings)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     get_logger().info("dashboard listening", url=f"http://{host}:{port}/", redis=mask_url(redis_url),
                       basic_auth=bool(username))

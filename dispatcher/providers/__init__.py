@@ -12,7 +12,8 @@ import pkgutil
 
 from ..errors import NotFound
 from .adapter import MODERATED, Adapter, Poll, Session
-from .spec import CANCEL, CREATE, LIST, STATUS, UPLOAD, Demo, DemoAccount, ProviderSpec, Route, Shape
+from .spec import (ABSENT, ACCOUNTS, CANCEL, CREATE, LIST, STATUS, UPLOAD, Demo, DemoAccount, ProviderSpec, Route,
+                   Shape, UnknownOperation)
 
 REGISTRY: dict[str, ProviderSpec] = {}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -37,4 +38,5 @@ def all_specs() -> list[ProviderSpec]:
 
 
 __all__ = ["Adapter", "Poll", "ProviderSpec", "Session", "Shape", "Route", "Demo", "DemoAccount", "MODERATED",
-           "CREATE", "STATUS", "CANCEL", "LIST", "UPLOAD", "REGISTRY", "get", "all_specs"]
+           "CREATE", "STATUS", "CANCEL", "LIST", "UPLOAD", "ABSENT", "ACCOUNTS", "UnknownOperation", "REGISTRY",
+           "get", "all_specs"]

@@ -18,6 +18,7 @@ import httpx
 from ..errors import LoginFailed, UpstreamError
 
 
+OCTET_STREAM = "application/octet-stream"  # an upload's type when the caller did not say
 MODERATED = 422  # useapi's code for a job refused by moderation (a `Poll.error_code`, a create's status)
 
 
@@ -84,7 +85,8 @@ class Adapter:
     def cancel(self, token: str, upstream_id: str) -> None:
         raise NotImplementedError
 
-    def upload(self, token: str, data: bytes, name: str) -> dict:
+    def upload(self, token: str, data: bytes, name: str, content_type: str = OCTET_STREAM) -> dict:
+        """Send a file (its name and MIME type travel with it); returns `{id, url}`."""
         raise UpstreamError("this provider does not take uploads", status=400)
 
     # -- helpers --------------------------------------------------------------

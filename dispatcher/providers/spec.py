@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from ..errors import NotFound
 from .adapter import Adapter
 from .ids import TOKEN_ID, TOKEN_RULE
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from ..generations import Generation
     from .useapi import UseapiDialect
 
-CREATE, STATUS, CANCEL, LIST, UPLOAD = "create", "status", "cancel", "list", "upload"
+CREATE, STATUS, CANCEL, LIST, UPLOAD, ABSENT, ACCOUNTS = (
+    "create", "status", "cancel", "list", "upload", "absent", "accounts")
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,20 @@ class Route:
 
     - CREATE: `path` may hold `{operation:path}`, the operation being that plus `suffix`
       (`/{operation:path}/create` → `gen3turbo/create`); otherwise `operation` is fixed.
-    - STATUS / CANCEL: `path` holds `{<id_key>}` (the provider-shaped id).
+    - STATUS / CANCEL: `path` holds `{<id_key>}` (the provider-shaped id); `operation`, when
+      given, picks the shape variant the route serves (MiniMax's `GET /images/{imageId}`).
     - LIST: `GET path?id=<id>` answers a list of one status object (Riffusion's `GET music`).
-    - UPLOAD: raw bytes to one account (`?<id_field>=`); `Shape.upload_answer` shapes the answer."""
+    - UPLOAD: raw bytes to one account (`?<id_field>=`); `Shape.upload_answer` shapes the answer.
+    - ABSENT: a useapi route this provider does not serve here (the upstream's own library:
+      `GET /tasks/`, `GET /assets/{id}`…): answers 404 with `summary` as the reason.
+    - ACCOUNTS: `GET path` answers the accounts map, as `GET …/accounts` (another name clients use)."""
 
     kind: str
     path: str
     summary: str = ""
     operation: str | None = None
     suffix: str = ""
+    method: str = "GET"  # ABSENT routes only
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,17 @@ class Shape:
     # (payload, pin) -> (payload, pin) before a create is submitted: e.g. Runway's asset ids
     # carry the account that owns them, and a create naming one runs there
     prepare: Callable[[dict, str | None], tuple[dict, str | None]] | None = None
+    model: type | None = None  # a pydantic model of the status object (the OpenAPI document's)
+    # (operation prefix, Shape) pairs: operations answered in another shape (MiniMax's
+    # `images/…` answer `imageId` objects); `routes` and uploads stay on the main shape
+    variants: tuple[tuple[str, "Shape"], ...] = ()
+
+    def for_operation(self, operation: str | None) -> "Shape":
+        """The shape a generation of `operation` answers in."""
+        for prefix, variant in self.variants:
+            if operation and operation.startswith(prefix):
+                return variant
+        return self
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,15 @@ def email_password_accounts(*accounts: tuple[str, int]) -> list[DemoAccount]:
         out.append(DemoAccount({"email": email, "password": password},
                                {"email": email, "password": password, "maxJobs": max_jobs}, email))
     return out
+
+
+class UnknownOperation(NotFound):
+    """A create for an operation the provider does not declare: nothing is stored."""
+
+    def __init__(self, spec: "ProviderSpec", operation: str):
+        shown = operation if len(operation) <= 80 else operation[:80] + "…"
+        super().__init__(f"Unknown operation {shown!r} for {spec.title}; operations: {', '.join(spec.operations)}")
+        self.operations = spec.operations
 
 
 POLL_MIN_SHARE = 0.1  # a poll waits at least this share of the job's age (completion seen within ~10 %)
@@ -119,6 +146,11 @@ class ProviderSpec:
     header_fields: tuple[str, ...] = ()
     session_key: str = "jwt"  # the name useapi shows the (masked) session under in an account GET
     useapi: "UseapiDialect | None" = None  # how useapi.net serves it (`<name>/useapi.py`); None: direct only
+
+    def check_operation(self, operation: str) -> None:
+        """404 (with the known ones) for an operation this provider does not declare."""
+        if self.operations and operation not in self.operations:
+            raise UnknownOperation(self, operation)
 
     def backoff(self, attempt: int) -> float:
         return self.poll_backoff[min(attempt, len(self.poll_backoff) - 1)]

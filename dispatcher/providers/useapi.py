@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import LoginFailed, UpstreamError
-from .adapter import Adapter, Poll, Session, iso_utc, json_error
+from .adapter import OCTET_STREAM, Adapter, Poll, Session, iso_utc, json_error
 
 # where useapi shows a session's expiry and issue time, per provider (the first found wins)
 EXPIRY_PATHS = (("jwt", "exp"), ("jwt", "expires_at"), ("jwt", "ExpireTime"), ("session", "ExpireTime"))
@@ -176,15 +176,14 @@ class UseapiAdapter(Adapter):
             if exc.status != 404:  # 404: no longer running there
                 raise
 
-    def upload(self, token, data, name):
+    def upload(self, token, data, name, content_type=OCTET_STREAM):
         if self.dialect.upload is None:
             raise UpstreamError(f"{self.spec.title} takes no uploads through useapi", status=400)
         path, param, answer_of = self.dialect.upload
         params = {param: pinned(token)}
         if name:
             params["name"] = name
-        answer = self._call("POST", path, params=params, content=data,
-                            headers={"Content-Type": "application/octet-stream"})
+        answer = self._call("POST", path, params=params, content=data, headers={"Content-Type": content_type})
         return answer_of(answer)
 
     # -- the wire ---------------------------------------------------------------

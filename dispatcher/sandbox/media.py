@@ -85,3 +85,37 @@ def builtin(name: str) -> tuple[bytes, str] | None:
     if name.endswith(".wav"):
         return WAV, "audio/wav"
     return None
+
+
+# -- uploads: the type and extension a received file is kept under ---------------------------
+
+# MIME type -> extension, as the upstreams document their accepted files (Runway's asset table)
+UPLOAD_TYPES = {
+    "image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp",
+    "image/mpo": "mpo", "video/mp4": "mp4", "video/quicktime": "mov", "video/3gpp": "3gp",
+    "video/x-matroska": "mkv", "video/x-flv": "flv", "video/mpeg": "mpeg", "video/mp2t": "ts",
+    "video/x-msvideo": "avi", "video/x-motion-jpeg": "mjpeg", "video/webm": "webm", "video/ogg": "ogv",
+    "audio/wav": "wav", "audio/wave": "wav", "audio/mpeg": "mp3", "audio/flac": "flac", "audio/ogg": "ogg",
+    "audio/webm": "webm",
+}
+_BY_EXTENSION = {ext: kind for kind, ext in reversed(UPLOAD_TYPES.items())} | {"jpg": "image/jpeg"}
+OCTET_STREAM = "application/octet-stream"
+
+
+def upload_type(name: str | None, content_type: str | None, default_ext: str) -> tuple[str, str]:
+    """(extension, MIME type) to keep an upload under: the file name's extension, else the one its
+    declared type implies, else `default_ext`; the declared type, else the one the extension implies."""
+    declared = (content_type or "").split(";")[0].strip().lower()
+    named = name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
+    ext = named if named.isalnum() and len(named) <= 8 else UPLOAD_TYPES.get(declared, default_ext)
+    if not declared or declared == OCTET_STREAM:
+        declared = _BY_EXTENSION.get(ext, OCTET_STREAM)
+    return ext, declared
+
+
+async def keep_upload(sb, request, default_ext: str) -> str:
+    """Keep a request's raw body as an uploaded medium (`sb`: the Sandbox), under the extension
+    and type of `upload_type` (the name is `?name=`, the type `Content-Type`); returns its media name."""
+    ext, content_type = upload_type(request.query_params.get("name"), request.headers.get("content-type"),
+                                    default_ext)
+    return sb.store_upload(await request.body(), content_type, ext)

@@ -108,6 +108,11 @@ class User:
     retry_after: float = 2.0
     slow_seconds: float = 2.0
     credits: int | None = None
+    # the service's own pacing: at most this many new jobs in any 60 s / 24 h (None: no limit);
+    # a create past it is refused (429) and counted as a pace violation
+    per_minute: int | None = None
+    per_day: int | None = None
+    starts: list[float] = field(default_factory=list)
     support_video: bool = True
     support_music: bool = False
     # MiniMax: the pasted token's registration time and expiry.
@@ -147,6 +152,8 @@ class User:
             "jwt_lifetime": self.jwt_lifetime,
             "faults": dict(self.faults),
             "retry_after": self.retry_after,
+            "per_minute": self.per_minute,
+            "per_day": self.per_day,
             "slow_seconds": self.slow_seconds,
             "credits": self.credits,
             "support_video": self.support_video,
@@ -223,6 +230,9 @@ def parse_options(body: dict[str, Any]) -> dict[str, Any]:
             out[name] = _num(body[name], name)
     if "credits" in body:
         out["credits"] = None if body["credits"] is None else _num(body["credits"], "credits", integer=True)
+    for name in ("per_minute", "per_day"):
+        if name in body:
+            out[name] = None if body[name] is None else _num(body[name], name, integer=True)
     if "faults" in body:
         faults = body["faults"]
         if not isinstance(faults, dict):

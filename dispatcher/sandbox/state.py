@@ -264,6 +264,16 @@ class Sandbox:
         base = EMULATIONS[provider].job_id_base
         return str(uuid.uuid4()) if base is None else str(base + self._seq)
 
+    def _check_pace(self, user: User, now: float) -> None:
+        """The service's pacing (any 60 s, any 24 h): past it a create is refused and counted."""
+        user.starts = [t for t in user.starts if t > now - 86400]
+        in_minute = sum(1 for t in user.starts if t > now - 60)
+        if (user.per_minute is not None and in_minute >= user.per_minute) or \
+                (user.per_day is not None and len(user.starts) >= user.per_day):
+            self._count(user, "pace_violations")
+            raise Reject(429, "Too many new jobs for this account's pace", {"Retry-After": "60"})
+        user.starts.append(now)
+
     def create_job(self, user: User, payload: Any, key: str | None = None) -> tuple[Job, bool]:
         """Accept a generation: (job, replayed). Raises Reject (429/422/412) or BadRequest."""
         if key and (job := user.idem.get(key)) is not None:
@@ -285,6 +295,7 @@ class Sandbox:
             if user.credits <= 0:
                 raise Reject(412, "Insufficient credits")
             user.credits -= 1
+        self._check_pace(user, now)
         digest = canonical(payload)
         if digest in user.payloads:
             self._count(user, "duplicates")
@@ -327,10 +338,12 @@ class Sandbox:
                 "max_concurrent": user.max_concurrent,
                 "running": len(user.active),
                 **{name: c[name] for name in ("submitted", "completed", "failed", "canceled", "violations",
-                                              "duplicates", "logins", "refreshes", "expired_token_requests")},
+                                              "duplicates", "logins", "refreshes", "expired_token_requests",
+                                              "pace_violations")},
                 "credits": user.credits,
                 "faults": dict(user.fault_counts),
             }
         totals = {name: self.counts[name] for name in
-                  ("violations", "duplicates", "expired_token_requests", "requests", "logins", "refreshes")}
+                  ("violations", "duplicates", "expired_token_requests", "requests", "logins", "refreshes",
+                   "pace_violations")}
         return {**totals, "users": users, **{name: plugin.stats() for name, plugin in self.plugins.items()}}

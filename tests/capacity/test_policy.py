@@ -162,3 +162,19 @@ def test_bad_pace_is_refused(cap):
     for kw in ({"per_minute": 0}, {"per_day": -1}, {"per_minute": 1.5}):
         with pytest.raises(ValidationError):
             cap.set_pace("a", **kw)
+
+
+def test_quarantine_keeps_an_account_from_one_operation_only(cap, r):
+    cap.set_account("a", 2)
+    cap.set_account("b", 2)
+    later = int(r.time()[0]) * 1000 + 3_600_000
+    cap.quarantine("a", "video", later)
+    videos = [cap.acquire(f"v{i}", operation="video").account for i in range(3)]
+    assert videos[:2] == ["b", "b"] and cap.snapshot()["waiting"] == 1  # a takes no video, b is full
+    images = [cap.acquire(f"i{i}", operation="image").account for i in range(2)]
+    assert images == ["a", "a"]  # the other operation still runs on a
+    assert cap.quarantines() == {"a": {"video": later}}
+    cap.release("i0")
+    assert cap.snapshot()["waiting"] == 1  # the video waiter does not take a's free slot
+    assert [x.generation_id for x in cap.quarantine("a", "video", None)] == ["v2"]  # recovery
+    assert cap.quarantines() == {}

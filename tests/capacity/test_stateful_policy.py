@@ -24,10 +24,12 @@ from dispatcher.errors import NoCapacity
 PROVIDER = "policy-stateful"
 ACCOUNTS = ["a0", "a1"]
 TENANTS = ["", "gold", "gold", "capped"]
+OPERATIONS = ["", "video", "image"]
 POLICY = {"aging_ms": 60_000, "weights": {"gold": 3}, "caps": {"capped": 1}}
 TTL = 600_000
 SEEN: Counter = Counter()
-MUST_SEE = ("waiting", "admitted by a pump", "aged", "capped tenant waits", "busy", "windows moved", "paced out")
+MUST_SEE = ("waiting", "admitted by a pump", "aged", "capped tenant waits", "busy", "windows moved", "paced out", "quarantined",
+            "quarantine blocks a head")
 
 seeds = st.integers(min_value=0, max_value=2**40)
 
@@ -71,6 +73,17 @@ class PolicyMachine(RuleBasedStateMachine):
     def acquire(self, priority, tenant, pin, wait, seed):
         self._acquire(priority, tenant, pin, wait, seed)
 
+    @rule(op=st.sampled_from(OPERATIONS[1:]), pin=st.sampled_from([None, "a0"]), seed=seeds)
+    def acquire_op(self, op, pin, seed):
+        self._acquire(5, "", pin, True, seed, op)
+
+    @rule(a=st.sampled_from(ACCOUNTS), op=st.sampled_from(OPERATIONS[1:]),
+          until=st.sampled_from([None, "past", "future"]), seed=seeds)
+    def quarantine(self, a, op, until, seed):
+        ms = None if until is None else (1 if until == "past" else int(time.time() * 1000) + 3_600_000)
+        self.expect(self.cap.quarantine(a, op, ms, seed=seed), self.model.quarantine(a, op, ms, seed=seed, now=self.now()))
+        SEEN["quarantined"] += until == "future"
+
     @rule(tenant=st.sampled_from(TENANTS), n=st.integers(2, 4), seed=seeds)
     def backlog(self, tenant, n, seed):
         """Several waiters of one tenant at the default priority: tenants' turns then decide."""
@@ -85,11 +98,11 @@ class PolicyMachine(RuleBasedStateMachine):
             _, pairs = self.model.release(g, seed=seed + i, now=self.now())
             self.expect(self.cap.release(g, seed=seed + i), pairs)
 
-    def _acquire(self, priority, tenant, pin, wait, seed):
+    def _acquire(self, priority, tenant, pin, wait, seed, op=""):
         self.n += 1
         g = f"g{self.n}"
         self.issued[g] = (pin, priority, tenant)
-        kw = dict(account=pin, wait=wait, priority=priority, tenant=tenant or None, seed=seed)
+        kw = dict(account=pin, wait=wait, priority=priority, tenant=tenant or None, operation=op or None, seed=seed)
         status, detail, pairs = self.model.acquire(g, **kw, now=self.now())
         SEEN[status] += 1
         if status == "busy":
@@ -174,6 +187,11 @@ class PolicyMachine(RuleBasedStateMachine):
         assert snap["tenants"].get("capped", 0) <= POLICY["caps"]["capped"]
         gten = {d(g): d(t) for g, t in self.r.hgetall(keys.generation_tenant(PROVIDER)).items()}
         assert gten == self.model.gten
+        gop = {d(g): d(o) for g, o in self.r.hgetall(keys.generation_operation(PROVIDER)).items()}
+        assert gop == self.model.ops
+        if any(self.model.quarantined(a, op, self.now()) for a in ACCOUNTS for op in OPERATIONS[1:]) and \
+                any(self.model.ops.get(line[0]) for line in [self.model.waiting, *self.model.lines.values()] if line):
+            SEEN["quarantine blocks a head"] += 1
         for a in ACCOUNTS:
             real = {d(g): int(t) for g, t in self.r.zrange(keys.starts(PROVIDER, a), 0, -1, withscores=True)}
             assert real == self.model.starts.get(a, {})

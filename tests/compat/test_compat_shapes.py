@@ -91,7 +91,7 @@ def test_account_error_codes_and_elapsed():
     g = gen("minimax", SUBMITTED, account="42", pinned="42", reply_url="http://h/x")
     row = shapes.scheduler_row("minimax", "account", {"id": g.id, "account": "42", "started": 100.0}, g, now=337.0)
     assert row == {"videoId": shapes.job_id(g), "account": "42", "started": "1970-01-01T00:01:40.000Z",
-                   "elapsed": "03:57", "replyUrl": "http://h/x", "replyRef": "ref-1"}
+                   "elapsed": "03:57", "replyUrl": "http://h/x", "replyRef": "ref-1", "priority": 5, "tenant": None}
 
 
 @settings(max_examples=200, deadline=None)

@@ -15,7 +15,7 @@ from rq.registry import DeferredJobRegistry
 
 from dispatcher import keys
 from dispatcher.capacity.semaphore import SCRIPTS
-from dispatcher.generations import ADMITTED, CANCELED, WAITING
+from dispatcher.generations import ADMITTED, CANCELED, WAITING, public_id
 from dispatcher.steps import queue_name
 
 PROVIDER, OPERATION = "riffusion", "music/generate"
@@ -49,7 +49,8 @@ def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues
     assert waiting.state == WAITING and waiting.parked and _deferred(dispatcher) == [waiting.parked]
     job = Job.fetch(waiting.parked, connection=dispatcher.core.rq)
     assert job.get_status() == "deferred" and job.args == (second, waiting.parked)
-    assert job.description == f"{PROVIDER} start {second} on -"
+    public = public_id(second, "job")  # riffusion's public ids: user:dispatcher-riffusion-job:<hex>
+    assert job.description == f"{PROVIDER} start {public}, waiting for a slot"
 
     before = datetime.now(timezone.utc)
     admitted = dispatcher.core.capacity(PROVIDER).release(first)
@@ -58,7 +59,7 @@ def test_a_waiting_generation_shows_as_a_deferred_job_and_its_admission_enqueues
     assert (gen.state, gen.account, gen.step, gen.parked) == (ADMITTED, account, waiting.parked, None)
     assert gen.admitted_at is not None and gen.due == gen.admitted_at
     job = Job.fetch(waiting.parked, connection=dispatcher.core.rq)
-    assert job.get_status() == "queued" and job.description == f"{PROVIDER} start {second} on {account}"
+    assert job.get_status() == "queued" and job.description == f"{PROVIDER} start {public} on {account}"
     assert abs(job.enqueued_at.replace(tzinfo=timezone.utc) - before) < timedelta(seconds=5)
     assert waiting.parked in _queued(dispatcher) and _deferred(dispatcher) == []
     assert dispatcher.core.rq.sismember("rq:queues", f"rq:queue:{QUEUE}")

@@ -14,7 +14,7 @@ import redis.connection
 
 from dispatcher import keys, metrics
 from dispatcher.errors import NotFound
-from dispatcher.generations import WAITING
+from dispatcher.generations import WAITING, public_id
 
 
 
@@ -200,7 +200,7 @@ def test_a_chain_of_instant_generations_is_three_round_trips_each_and_one_to_rec
         gen = dispatcher.get(gen_id)
         job = Job.fetch(gen.step, connection=dispatcher.core.rq)
         assert gen.state == "completed" and job.get_status() == "finished" and job.id in finished
-        assert job.description == f"riffusion start {gen_id} on {account}"
+        assert job.description == f"riffusion start {public_id(gen_id, 'job')} on {account}"
         assert dispatcher.core.rq.lpos("rq:queue:dispatcher.riffusion", job.id) is None, "not left for another worker"
     assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
 

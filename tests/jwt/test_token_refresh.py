@@ -115,7 +115,7 @@ def test_minimax_leaves_rotation_inside_its_margin_before_expiry(dispatcher, ups
     assert margin == pytest.approx(1.0)
     assert ensure_token(dispatcher.core, "minimax", account) == s.token  # outside the margin: used as is
     snap = dispatcher.available("minimax")["accounts"][account]
-    assert snap["usable_until"] == pytest.approx((s.expires_at - margin) * 1000, abs=2)  # admission stops there
+    assert snap["usable_until"] == pytest.approx(s.expires_at - margin, abs=0.002)  # admission stops there (epoch s)
     time.sleep(max(0.0, s.expires_at - margin - time.time()) + 0.05)
     assert dispatcher.available("minimax")["accounts"][account]["eligible"] is False  # by time alone
     with pytest.raises(AccountUnusable):

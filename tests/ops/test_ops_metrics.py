@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import exposition, metrics
 from dispatcher.generations import LIVE
+from dispatcher.metric_store import AccountLabels
 from dispatcher.tokens import AccountUnusable, ensure_token
 
 
@@ -30,11 +31,12 @@ def value(samples: dict, name: str, **labels) -> float:
 def test_slot_gauges_move_and_counters_add_up_during_a_run(api, dispatcher, add_account, submit, fleet, wait):
     a = add_account("runwayml", 2)
     b = add_account("runwayml", 1, creds={"email": "ops-runway-b@example.com", "password": "Runway-b-Pw-0044"})
+    acct = AccountLabels.of(dispatcher)  # the default: a keyed digest, the same in the API and the worker
     first = scrape(api)
-    assert value(first, "dispatcher_account_slots_max", provider="runwayml", account=a) == 2
-    assert value(first, "dispatcher_account_slots_max", provider="runwayml", account=b) == 1
-    assert value(first, "dispatcher_account_slots_used", provider="runwayml", account=a) == 0
-    assert value(first, "dispatcher_account_token_seconds_to_expiry", provider="runwayml", account=a) > 60
+    assert value(first, "dispatcher_account_slots_max", provider="runwayml", account=acct(a)) == 2
+    assert value(first, "dispatcher_account_slots_max", provider="runwayml", account=acct(b)) == 1
+    assert value(first, "dispatcher_account_slots_used", provider="runwayml", account=acct(a)) == 0
+    assert value(first, "dispatcher_account_token_seconds_to_expiry", provider="runwayml", account=acct(a)) > 60
 
     ids = submit("runwayml", 6, 1.5)
     fleet.start(1)
@@ -44,7 +46,8 @@ def test_slot_gauges_move_and_counters_add_up_during_a_run(api, dispatcher, add_
     def observe_until_done():
         samples = scrape(api)
         for account in (a, b):
-            seen[account].add(value(samples, "dispatcher_account_slots_used", provider="runwayml", account=account))
+            seen[account].add(value(samples, "dispatcher_account_slots_used", provider="runwayml",
+                                    account=acct(account)))
         waiting.add(value(samples, "dispatcher_waiting", provider="runwayml"))
         return all(g.state not in LIVE for g in dispatcher.core.generations.many(ids))
 
@@ -65,11 +68,11 @@ def test_slot_gauges_move_and_counters_add_up_during_a_run(api, dispatcher, add_
     # the gauges moved: busy during the run, idle at the end, never past maxJobs
     assert max(seen[a]) > 0 and max(seen[b]) > 0, seen
     assert max(seen[a]) <= 2 and max(seen[b]) <= 1, seen
-    assert value(last, "dispatcher_account_slots_used", provider="runwayml", account=a) == 0
+    assert value(last, "dispatcher_account_slots_used", provider="runwayml", account=acct(a)) == 0
     assert max(waiting) > 0 and value(last, "dispatcher_waiting", provider="runwayml") == 0
     # counters written by the worker process, read by the API process
-    admissions = (value(last, "dispatcher_admissions_total", provider="runwayml", account=a)
-                  + value(last, "dispatcher_admissions_total", provider="runwayml", account=b))
+    admissions = (value(last, "dispatcher_admissions_total", provider="runwayml", account=acct(a))
+                  + value(last, "dispatcher_admissions_total", provider="runwayml", account=acct(b)))
     assert admissions == 6
     assert value(last, "dispatcher_generations_total", provider="runwayml", outcome="completed", reason="ok") == 6
     assert value(last, "dispatcher_generation_duration_seconds_count", provider="runwayml", outcome="completed") == 6
@@ -110,20 +113,21 @@ def test_metrics_disabled(dispatcher, r, settings):
 
 def test_cooldown_flag_and_refresh_failure_are_counted(api, dispatcher, add_account, sandbox):
     a = add_account("runwayml", 2)
+    acct = AccountLabels.of(dispatcher)
     dispatcher.core.cooldown_account("runwayml", a, 30)
     samples = scrape(api)
-    assert value(samples, "dispatcher_cooldowns_total", provider="runwayml", account=a) == 1
-    assert value(samples, "dispatcher_account_cooldown_active", provider="runwayml", account=a) == 1
-    assert value(samples, "dispatcher_account_eligible", provider="runwayml", account=a) == 0
+    assert value(samples, "dispatcher_cooldowns_total", provider="runwayml", account=acct(a)) == 1
+    assert value(samples, "dispatcher_account_cooldown_active", provider="runwayml", account=acct(a)) == 1
+    assert value(samples, "dispatcher_account_eligible", provider="runwayml", account=acct(a)) == 0
 
     sandbox.patch(f"/_sandbox/users/runwayml/{a}", json={"suspended": True}).raise_for_status()
     with pytest.raises(AccountUnusable):
         ensure_token(dispatcher.core, "runwayml", a, force=True, stale_token=dispatcher.core.token_for("runwayml", a))
     samples = scrape(api)
-    assert value(samples, "dispatcher_token_refresh_failures_total", provider="runwayml", account=a,
+    assert value(samples, "dispatcher_token_refresh_failures_total", provider="runwayml", account=acct(a),
                  kind="refused") == 1
-    assert value(samples, "dispatcher_account_flags_total", provider="runwayml", account=a) == 1
-    assert value(samples, "dispatcher_account_flagged", provider="runwayml", account=a) == 1
+    assert value(samples, "dispatcher_account_flags_total", provider="runwayml", account=acct(a)) == 1
+    assert value(samples, "dispatcher_account_flagged", provider="runwayml", account=acct(a)) == 1
 
 
 def test_outcome_reasons_are_few_and_named():

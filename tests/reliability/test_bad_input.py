@@ -216,7 +216,7 @@ ROWS = [
     ("unknown provider scheduler", "GET", "/v1/nosuch/scheduler/available", {}, 404),
     ("provider under wrong version", "POST", "/v1/pixverse/accounts", j({"maxJobs": 1}), 404),
     ("unknown route", "GET", "/v3/anything", {}, 404),
-    ("unknown scheduler view", "GET", f"{RUN}/scheduler/elsewhere", {}, 405),  # only POST {operation:path}
+    ("unknown scheduler view", "GET", f"{RUN}/scheduler/elsewhere", {}, 404),  # unknown GETs: 404, not 405
     # -- unknown ids ------------------------------------------------------------------------------------------
     ("get account unknown", "GET", f"{RUN}/accounts/ghost@example.com", {}, 404),
     ("delete account unknown", "DELETE", f"{RUN}/accounts/ghost@example.com", {}, 404),

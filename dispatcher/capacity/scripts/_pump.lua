@@ -22,10 +22,13 @@
 --   gten          hash  generation -> tenant (generations with a tenant, waiting or holding a slot)
 --   trun          hash  tenant -> slots its generations hold (entries at 0 are deleted)
 --   tpass         hash  tenant ('' none) -> its pass (stride scheduling); '~vt' -> the virtual time
---   policy        hash  aging_ms (ms per priority level gained by waiting; 0 none), w:<tenant>
+--   policy        hash  aging_ms (ms per priority level gained by waiting; 0 none; absent: 60000), w:<tenant>
 --                       (weight, default 1), c:<tenant> (cap on slots held); written by semaphore.py
 --   pace          hash  m:<a> / d:<a> -> at most this many admissions to a in any 60 s / 24 h
 --   starts:<a>    zset  generation -> ms it was admitted to a (accounts with a pace only; 24 h kept)
+--   quar          hash  "<account>\t<operation>" -> ms until which the account takes no generation
+--                       of that operation (it keeps serving the others)
+--   gop           hash  waiting generation -> its operation (when the caller gave one)
 --
 -- One declared key instead of ten: every call encodes and sends nine arguments
 -- fewer (the capacity calls sit on every step's path). Every derived name carries
@@ -59,12 +62,15 @@ local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
 local K_QLINES, K_QLINE, K_ENQ, K_GTEN = P .. 'lines', P .. 'line:', P .. 'enq', P .. 'gten'
 local K_TRUN, K_TPASS, K_POLICY = P .. 'trun', P .. 'tpass', P .. 'policy'
 local K_PACE, K_STARTS, MINUTE_MS, DAY_MS = P .. 'pace', P .. 'starts:', 60000, 86400000
-local DEFAULT_PRIORITY, STRIDE = 5, 1000000
+local K_QUAR, K_GOP = P .. 'quar', P .. 'gop'
+local DEFAULT_PRIORITY, STRIDE, DEFAULT_AGING_MS = 5, 1000000, 60000
 -- RQ's key names: job hash prefix, queue list prefix, deferred registry prefix, set of queues.
 -- Filled in when the scripts are loaded (dispatcher/lua), with the names dispatcher/rq_glue.py
 -- reads from the installed RQ (LUA_NAMES), so no call sends them.
 local RQ_JOB, RQ_QUEUE = '{{RQ_JOB_PREFIX}}', '{{RQ_QUEUE_PREFIX}}'
 local RQ_DEFERRED, RQ_QUEUES = '{{RQ_DEFERRED_PREFIX}}', '{{RQ_QUEUES_KEY}}'
+-- How a parked job's description ends (rq_glue.PARKED_SUFFIX): its admission names the account there.
+local PARKED = '{{PARKED_SUFFIX}}'
 
 local NOW
 do
@@ -93,7 +99,7 @@ local function pick(n)
 end
 
 -- State, loaded lazily once per call and kept in step with every write.
-local CAP, USED, COOL, USABLE, PACE
+local CAP, USED, COOL, USABLE, PACE, QUAR
 local function hash_table(key)
   local flat = redis.call('HGETALL', key)
   local t = {}
@@ -121,6 +127,22 @@ local function load_state()
   CAP, USED = hash_table(K_CAP), hash_table(K_USED)
   COOL, USABLE = hash_table(K_COOLDOWN), hash_table(K_USABLE)
   load_pace()
+  QUAR = hash_table(K_QUAR)
+end
+-- Is account a quarantined for operation op ('' or nil: no operation, never)?
+local function quarantined(a, op)
+  if not op or op == '' then return false end
+  local u = QUAR[a .. '\t' .. op]
+  return u ~= nil and u > NOW
+end
+-- The accounts of `free` that may take a generation of operation op.
+local function for_op(free, op)
+  if not op or op == '' then return free end
+  local out = {}
+  for _, a in ipairs(free) do
+    if not quarantined(a, op) then out[#out + 1] = a end
+  end
+  return out
 end
 local function paced_out(a)
   local p = PACE[a]
@@ -152,7 +174,7 @@ end
 local POLICY, TRUN
 local function policy()
   if POLICY then return POLICY end
-  POLICY = {aging = 0, weight = {}, cap = {}}
+  POLICY = {aging = DEFAULT_AGING_MS, weight = {}, cap = {}}
   local flat = redis.call('HGETALL', K_POLICY)
   for i = 1, #flat, 2 do
     local k, v = flat[i], tonumber(flat[i + 1])
@@ -195,7 +217,7 @@ end
 -- one level per aging_ms waited), then the tenant with the lowest pass (weighted round
 -- robin), then the oldest, then the name. Sub-lines of a tenant at its cap are passed over.
 -- Cost: one look at each non-empty sub-line's head (tenants x priorities), whatever the lengths.
-local function next_line()
+local function next_line(free)
   local names = redis.call('SMEMBERS', K_QLINES)
   if redis.call('LLEN', K_WAITING) > 0 then names[#names + 1] = '' end
   local aging = policy().aging
@@ -207,13 +229,14 @@ local function next_line()
     if not head then
       if n ~= '' then redis.call('SREM', K_QLINES, n) end
     elseif tenant_room(tenant) then
+      local cands = for_op(free, redis.call('HGET', K_GOP, head))
       local t = tonumber(redis.call('HGET', K_ENQ, head)) or NOW
       local eff = priority
       if aging > 0 then eff = priority + math.floor((NOW - t) / aging) end
       local pass = tenant_pass(tenant)
-      if not best or eff > best.eff or (eff == best.eff and (pass < best.pass or (pass == best.pass
-          and (t < best.t or (t == best.t and n < best.n))))) then
-        best = {eff = eff, pass = pass, t = t, n = n, key = key, tenant = tenant}
+      if #cands > 0 and (not best or eff > best.eff or (eff == best.eff and (pass < best.pass
+          or (pass == best.pass and (t < best.t or (t == best.t and n < best.n)))))) then
+        best = {eff = eff, pass = pass, t = t, n = n, key = key, tenant = tenant, cands = cands}
       end
     end
   end
@@ -224,6 +247,7 @@ local function take_head(best)
   local g = redis.call('LPOP', best.key)
   if best.n ~= '' and redis.call('LLEN', best.key) == 0 then redis.call('SREM', K_QLINES, best.n) end
   redis.call('HDEL', K_ENQ, g)
+  redis.call('HDEL', K_GOP, g)
   -- the pass grows by STRIDE / weight: whole numbers, so the Python model computes the same
   local w = policy().weight[best.tenant] or 1
   if w <= 0 then w = 1 end
@@ -297,8 +321,10 @@ local function enqueue_parked(g, a)
   if tonumber(rec[3]) and tonumber(rec[3]) > NOW / 1000 then t = rec[3] end
   redis.call('HSET', gk, 'state', 'admitted', 'account', a, 'admitted_at', t, 'step', job, 'due', t)
   redis.call('ZREM', RQ_DEFERRED .. origin, job)
-  -- "<provider> start <generation> on -": the account is known now (steps._description)
-  if string.sub(desc, -5) == ' on -' then desc = string.sub(desc, 1, -2) .. a end
+  -- "<provider> start <public id>, waiting for a slot": the account is known now (dispatcher/steps.py);
+  -- "… on -" is how a job parked by an older version ends
+  if string.sub(desc, -#PARKED) == PARKED then desc = string.sub(desc, 1, -#PARKED - 1) .. ' on ' .. a
+  elseif string.sub(desc, -5) == ' on -' then desc = string.sub(desc, 1, -2) .. a end
   if CLAIM then
     CLAIM = false -- one per call: the caller runs it right after this script
     redis.call('HSET', jk, 'status', 'started', 'enqueued_at', rq_time(NOW), 'started_at', rq_time(NOW),
@@ -375,9 +401,12 @@ local function pump()
       local line = K_PINNED .. a
       while has_room(a) do
         local g = redis.call('LINDEX', line, 0)
-        if not g or not tenant_room(redis.call('HGET', K_GTEN, g)) then break end -- FIFO: a capped head blocks
+        -- FIFO: a head whose tenant is at its cap, or whose operation the account is quarantined for, blocks
+        if not g or not tenant_room(redis.call('HGET', K_GTEN, g))
+            or quarantined(a, redis.call('HGET', K_GOP, g)) then break end
         redis.call('LPOP', line)
         redis.call('HDEL', K_ENQ, g)
+        redis.call('HDEL', K_GOP, g)
         admit(g, a)
       end
       if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
@@ -386,12 +415,15 @@ local function pump()
   if ncommon > 0 then
     local free = free_accounts()
     while #free > 0 do
-      local best = next_line()
+      local best = next_line(free)
       if not best then break end
       local g = take_head(best)
-      local i = pick(#free)
-      local a = free[i]
-      if admit(g, a) and not has_room(a) then table.remove(free, i) end
+      local a = best.cands[pick(#best.cands)]
+      if admit(g, a) and not has_room(a) then
+        for i, x in ipairs(free) do
+          if x == a then table.remove(free, i) break end
+        end
+      end
     end
   end
   return false

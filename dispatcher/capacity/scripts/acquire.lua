@@ -16,6 +16,7 @@
 --       10 priority (0..9, absent = 5), 11 tenant ('' or absent = none): an unpinned
 --       generation waits in the common sub-line of its priority and tenant (see
 --       next_line in _pump.lua); a tenant at its cap is admitted nothing.
+--       12 operation ('' or absent = none): no account quarantined for it is chosen.
 -- Returns {status, detail, g1, a1, e1, g2, ...}: after the first two fields,
 -- the admissions made by this call (the pump's and its own), flat:
 --   {'admitted', account, ...}  the generation holds a lease on account
@@ -42,6 +43,7 @@ if required ~= '' and redis.call('EXISTS', required) == 0 then
 end
 local priority = tonumber(ARGV[10] or '') or DEFAULT_PRIORITY
 local tenant = ARGV[11] or ''
+local operation = ARGV[12] or ''
 local sub = line_name(priority, tenant)
 local line = pinned and (K_PINNED .. acct) or line_key(sub)
 
@@ -60,9 +62,9 @@ if (queued == 0 or not pinned) and (tenant == '' or tenant_room(tenant)) then
   load_state()
   local a
   if pinned then
-    if has_room(acct) then a = acct end
+    if has_room(acct) and not quarantined(acct, operation) then a = acct end
   else
-    local free = free_accounts()
+    local free = for_op(free_accounts(), operation)
     if #free > 0 then a = free[pick(#free)] end
   end
   if a then
@@ -115,4 +117,5 @@ if pinned then redis.call('SADD', K_LINES, acct) elseif sub ~= '' then redis.cal
 -- when it joined its line, for aging (a generation already listed keeps its time)
 if redis.call('HEXISTS', K_ENQ, g) == 0 then redis.call('HSET', K_ENQ, g, NOW) end
 if tenant ~= '' then redis.call('HSET', K_GTEN, g, tenant) end
+if operation ~= '' then redis.call('HSET', K_GOP, g, operation) end
 return reply('waiting', n)

@@ -17,6 +17,7 @@ if sub ~= '' then
 end
 if removed > 0 then
   redis.call('HDEL', K_ENQ, g)
+  redis.call('HDEL', K_GOP, g)
   if redis.call('HEXISTS', K_HOLDER, g) == 0 then redis.call('HDEL', K_GTEN, g) end
 end
 if a ~= '' then
@@ -26,6 +27,7 @@ if a ~= '' then
   if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
   if n > 0 then
     redis.call('HDEL', K_ENQ, g)
+    redis.call('HDEL', K_GOP, g)
     if redis.call('HEXISTS', K_HOLDER, g) == 0 then redis.call('HDEL', K_GTEN, g) end
   end
 end

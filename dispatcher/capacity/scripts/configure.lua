@@ -8,6 +8,8 @@
 --   'remove'   out of cap, cooldown and usable_until; its pinned line is deleted
 --   'cooldown' value = ms until which it is ineligible, '' to clear
 --   'usable'   value = ms from which it is ineligible, '' to clear
+--   'quarantine' value = ms until which the account takes no generation of operation ARGV 6
+--              ('' to clear)
 --   'pace'     value = "<per minute>,<per day>" (each a whole number >= 1, or empty for none):
 --              at most that many admissions in any 60 s / 24 h (sliding windows)
 -- Returns {admissions flat {g, a, e, ...}, removed pinned waiters (op 'remove')}.
@@ -33,16 +35,28 @@ elseif op == 'remove' then
   redis.call('HDEL', K_COOLDOWN, a)
   redis.call('HDEL', K_USABLE, a)
   redis.call('HDEL', K_PACE, 'm:' .. a, 'd:' .. a)
+  for _, field in ipairs(redis.call('HKEYS', K_QUAR)) do
+    if string.sub(field, 1, #a + 1) == a .. '\t' then redis.call('HDEL', K_QUAR, field) end
+  end
   redis.call('DEL', K_STARTS .. a)
   local line = K_PINNED .. a
   failed = redis.call('LRANGE', line, 0, -1)
   for _, g in ipairs(failed) do
     redis.call('HDEL', K_ENQ, g)
     redis.call('HDEL', K_GTEN, g)
+    redis.call('HDEL', K_GOP, g)
   end
   redis.call('DEL', line)
   redis.call('SREM', K_LINES, a)
   if (tonumber(redis.call('HGET', K_USED, a)) or 0) <= 0 then redis.call('HDEL', K_USED, a) end
+elseif op == 'quarantine' then
+  local field = a .. '\t' .. (ARGV[6] or '')
+  if value == '' then
+    redis.call('HDEL', K_QUAR, field)
+  else
+    if not tonumber(value) then return redis.error_reply('not a time in ms: ' .. tostring(value)) end
+    redis.call('HSET', K_QUAR, field, value)
+  end
 elseif op == 'pace' then
   local m, d = string.match(value, '^(%d*),(%d*)$')
   if not m or (m ~= '' and tonumber(m) < 1) or (d ~= '' and tonumber(d) < 1) then

@@ -9,6 +9,8 @@ outputs upstream: cancel is `DELETE /v1/jobs/{id}`.) Status numbers are Kling's 
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from ...generations import ADMITTED, COMPLETED, FAILED, SUBMITTED, WAITING, Generation
 from ..rendering import artifacts, iso, progress, with_failure
 from ..spec import CREATE, STATUS, Route, Shape
@@ -42,8 +44,25 @@ def task(gen: Generation, ident: str) -> dict:
     })
 
 
+class KlingTask(BaseModel):
+    """A Kling task as `GET /v1/kling/tasks/{task_id}` answers it."""
+
+    task_id: str
+    email: str | None = None
+    type: str
+    status: int  # 5 submitted, 10 processing, 99 succeed, 50 failed, 58 canceled
+    status_name: str
+    status_final: bool
+    progress: int
+    works: list[dict] = []  # [{"resource": {"resource": <url>}}]
+    created: str | None = None
+    error: str | None = None
+    code: int | None = None  # a failed task's useapi code (422 moderated, 412 out of credits, 596, 5xx)
+    replyRef: str | None = None
+
+
 SHAPE = Shape(
-    kind="task", id_key="task_id", noun="Task", render=task,
+    kind="task", id_key="task_id", noun="Task", render=task, model=KlingTask,
     routes=(
         Route(CREATE, "/videos/text2video", "Create a Kling video from text → {task_id}",
               operation="videos/text2video"),

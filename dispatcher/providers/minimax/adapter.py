@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...errors import LoginFailed
 from ...secrets import mask_token
-from ..adapter import Adapter, Poll, Session, iso_utc
+from ..adapter import OCTET_STREAM, Adapter, Poll, Session, iso_utc
 
 _STATES = {1: "running", 2: "succeeded", 5: "failed", 7: "canceled"}
 
@@ -50,9 +50,9 @@ class MiniMaxAdapter(Adapter):
     def cancel(self, token, upstream_id):
         self._send("POST", f"/v1/api/multimodal/video/{upstream_id}/cancel", error_of=_error, headers={"token": token})
 
-    def upload(self, token, data, name):
-        body = self._send("POST", "/v1/api/files/upload", error_of=_error,
-                          headers={"token": token, "Content-Type": "application/octet-stream"}, content=data)["data"]
+    def upload(self, token, data, name, content_type=OCTET_STREAM):
+        body = self._send("POST", "/v1/api/files/upload", error_of=_error, params={"name": name},
+                          headers={"token": token, "Content-Type": content_type}, content=data)["data"]
         return {"id": body["fileID"], "url": body.get("url")}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...secrets import mask_token, mask_whole
-from ..adapter import MODERATED, Adapter, Poll, Session, iso_utc, jwt_claims
+from ..adapter import MODERATED, OCTET_STREAM, Adapter, Poll, Session, iso_utc, jwt_claims
 
 _STATES = {5: "running", 1: "succeeded", 7: "failed", 8: "failed", 9: "canceled"}
 MODERATED_STATUS = 7  # video_status of a video refused by moderation
@@ -47,9 +47,9 @@ class PixVerseAdapter(Adapter):
     def cancel(self, token, upstream_id):
         self._send("POST", f"/creative_platform/video/{upstream_id}/cancel", error_of=_error, headers={"Token": token})
 
-    def upload(self, token, data, name):
-        resp = self._send("POST", "/creative_platform/media/upload", error_of=_error,
-                          headers={"Token": token, "Content-Type": "application/octet-stream"}, content=data)["Resp"]
+    def upload(self, token, data, name, content_type=OCTET_STREAM):
+        resp = self._send("POST", "/creative_platform/media/upload", error_of=_error, params={"name": name},
+                          headers={"Token": token, "Content-Type": content_type}, content=data)["Resp"]
         return {"id": resp["path"], "url": resp.get("url")}
 
 

@@ -6,6 +6,8 @@ Routes: `POST …/{operation}/create` → the video; `GET /videos/{video_id}`; `
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from ...generations import ADMITTED, COMPLETED, FAILED, SUBMITTED, WAITING, Generation
 from ..rendering import MODERATED, artifacts, iso, progress, with_failure
 from ..spec import CREATE, STATUS, UPLOAD, Route, Shape
@@ -39,12 +41,28 @@ def video(gen: Generation, ident: str) -> dict:
     })
 
 
+class PixVerseVideo(BaseModel):
+    """A PixVerse video as `GET /v2/pixverse/videos/{video_id}` answers it."""
+
+    video_id: str
+    email: str | None = None
+    video_status: int  # 5 queued or generating, 1 completed, 7 moderated, 8 failed, 9 canceled
+    video_status_name: str
+    video_status_final: bool
+    progress: int
+    url: str | None = None
+    create_time: str | None = None
+    error: str | None = None
+    code: int | None = None  # a failed video's useapi code (422 moderated, 412 out of credits, 596, 5xx)
+    replyRef: str | None = None
+
+
 def upload_answer(provider: str, account: str, result: dict) -> dict:
     return {"result": [{"path": result["id"], "url": result.get("url")}], "email": account}
 
 
 SHAPE = Shape(
-    kind="video", id_key="video_id", noun="Video", render=video,
+    kind="video", id_key="video_id", noun="Video", render=video, model=PixVerseVideo,
     routes=(
         Route(CREATE, "/{operation:path}/create", "Create a PixVerse generation → {video_id}", suffix="/create"),
         Route(STATUS, "/videos/{video_id}", "Status of a PixVerse generation"),

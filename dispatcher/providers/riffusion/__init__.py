@@ -11,6 +11,12 @@ from .shape import SHAPE
 from .useapi import DIALECT as USEAPI
 
 
+# useapi's Riffusion creates (`music/create-prompt`, `music/create-compose`, and the older
+# `music/create`), then `music/generate`, `create` and `gen`, which Python callers, the tests and
+# the benchmarks submit directly.
+OPERATIONS = ("music/create-prompt", "music/create-compose", "music/create", "music/generate", "create", "gen")
+
+
 def _demo_accounts() -> list[DemoAccount]:
     out = []
     for max_jobs in (2, 1):
@@ -24,6 +30,6 @@ SPEC = ProviderSpec(
     id_field="user_id", id_from_login=True, credential_fields=("cookie",),
     max_jobs=(1, 10), recommended_max_jobs=6, refresh="refresh_token",
     adapter=RiffusionAdapter, render_jwt=render_jwt, render_credentials=render_credentials,
-    shape=SHAPE, useapi=USEAPI, demo=Demo("music/create", _demo_accounts),
+    shape=SHAPE, useapi=USEAPI, demo=Demo("music/create", _demo_accounts), operations=OPERATIONS,
     header_fields=("cookie",),  # a browser cookie: a Cookie header's value, whatever carries it here
 )

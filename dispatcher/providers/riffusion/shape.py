@@ -6,6 +6,8 @@ Routes: `POST /music/create-prompt`, `/music/create-compose` → `{job_id, user_
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from ...generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, Generation
 from ..rendering import artifacts, iso, with_failure
 from ..spec import CREATE, LIST, STATUS, Route, Shape
@@ -28,8 +30,23 @@ def music(gen: Generation, ident: str) -> dict:
     })
 
 
+class RiffusionMusic(BaseModel):
+    """A Riffusion music job as `GET /v1/riffusion/music/{job_id}` answers it."""
+
+    id: str
+    job_id: str
+    user_id: str | None = None
+    status: str  # queued, running, completed, failed, canceled
+    created_at: str | None = None
+    download_url: str | None = None
+    audio_urls: list[str] = []
+    error: str | None = None
+    code: int | None = None  # a failed job's useapi code (422 moderated, 412 out of credits, 596, 5xx)
+    replyRef: str | None = None
+
+
 SHAPE = Shape(
-    kind="job", id_key="job_id", noun="Job", render=music,
+    kind="job", id_key="job_id", noun="Job", render=music, model=RiffusionMusic,
     routes=(
         Route(CREATE, "/music/create-prompt", "Create music (create-prompt) → {job_id, user_id}",
               operation="music/create-prompt"),

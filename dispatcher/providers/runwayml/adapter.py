@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...secrets import mask_token, mask_whole
-from ..adapter import Adapter, Poll, Session, json_error, jwt_claims
+from ..adapter import OCTET_STREAM, Adapter, Poll, Session, json_error, jwt_claims
 
 _STATES = {"PENDING": "pending", "THROTTLED": "pending", "RUNNING": "running",
            "SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELLED": "canceled"}
@@ -45,9 +45,9 @@ class RunwayAdapter(Adapter):
     def cancel(self, token, upstream_id):
         self._send("DELETE", f"/v1/tasks/{upstream_id}", error_of=json_error, headers=self._auth(token))
 
-    def upload(self, token, data, name):
+    def upload(self, token, data, name, content_type=OCTET_STREAM):
         body = self._send("POST", "/v1/assets", error_of=json_error, params={"name": name},
-                          headers={**self._auth(token), "Content-Type": "application/octet-stream"}, content=data)
+                          headers={**self._auth(token), "Content-Type": content_type}, content=data)
         return {"id": body["id"], "url": body.get("url")}
 
 

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url, store_upload
+from ..common import Dialect, apply_faults, authenticate, endpoint, json_body, media_url
+from ..media import keep_upload
 from ..model import Emulation, Job, register
 from ..state import Sandbox
 
@@ -77,7 +78,7 @@ def routes(sb: Sandbox) -> list[Route]:
 
     async def upload(request: Request) -> Response:
         authenticate(sb, d, request)
-        name = await store_upload(sb, request, "png")
+        name = await keep_upload(sb, request, "png")
         return d.ok({"fileID": name.rsplit(".", 1)[0], "url": media_url(request, name)})
 
     p = "/minimax/v1/api"

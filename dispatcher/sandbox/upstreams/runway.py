@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..common import Dialect, apply_faults, authenticate, endpoint, iso, json_body, media_url, store_upload
+from ..common import Dialect, apply_faults, authenticate, endpoint, iso, json_body, media_url
+from ..media import keep_upload
 from ..model import BadRequest, Emulation, Job, register
 from ..state import Sandbox
 
@@ -64,7 +65,7 @@ def routes(sb: Sandbox) -> list[Route]:
 
     async def upload(request: Request) -> Response:
         authenticate(sb, d, request)
-        name = await store_upload(sb, request, "bin")
+        name = await keep_upload(sb, request, "bin")
         return d.ok({"id": name.rsplit(".", 1)[0], "url": media_url(request, name)})
 
     p = "/runwayml/v1"
