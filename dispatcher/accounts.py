@@ -306,7 +306,7 @@ def _session_dict(session: Session) -> dict:
 
 
 def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None = None,
-           pace: dict | None = None) -> dict:
+           pace: dict | None = None, quarantines: dict | None = None) -> dict:
     """The useapi-shaped account object with every secret masked. `pace`: its pacing windows
     (`Capacity.pace`), shown with their counts and when a full one admits again."""
     view: dict = {spec.id_field: account.id}
@@ -319,6 +319,8 @@ def render(spec: ProviderSpec, account: Account, *, cooldown_until: float | None
         view["pacing"] = {name: {"limit": w["limit"], "count": w["count"],
                                  "freesAtUTC": iso_utc(w["frees_at_ms"] / 1000) if w["frees_at_ms"] else None}
                           for name, w in pace.items() if w["limit"]}
+    if quarantines:  # out of rotation for these operations only, until then
+        view["quarantined"] = {op: iso_utc(until / 1000) for op, until in sorted(quarantines.items())}
     if account.session:
         view[spec.session_key] = spec.render_jwt(account.session.jwt)
         view["tokenExpires"] = account.session.expires_at

@@ -76,8 +76,9 @@ class Dispatcher:
         """One account as the API shows it (secrets masked)."""
         spec = providers.get(provider)
         account = self.core.accounts.get(spec, account_id)
+        cap = self.core.capacity(provider)
         return render(spec, account, cooldown_until=self._cooldown(provider, account_id),
-                      pace=self.core.capacity(provider).pace(account_id))
+                      pace=cap.pace(account_id), quarantines=cap.quarantines().get(account_id))
 
     def list_accounts(self, provider: str) -> dict[str, dict[str, Any]]:
         """Every account of a provider as the API shows them, by id (secrets masked)."""
@@ -86,9 +87,10 @@ class Dispatcher:
         if not found:
             raise NotFound(not_found_message(spec))
         table = self.core.r.hgetall(keys.cooldown(provider))  # one read, not one per account
-        paces = self.core.capacity(provider).paces()  # the paced accounts' windows, two round trips
-        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id, table), pace=paces.get(a.id))
-                for a in found}
+        cap = self.core.capacity(provider)
+        paces, quar = cap.paces(), cap.quarantines()  # the paced and quarantined accounts: a few round trips
+        return {a.id: render(spec, a, cooldown_until=self._cooldown(provider, a.id, table), pace=paces.get(a.id),
+                             quarantines=quar.get(a.id)) for a in found}
 
     def _cooldown(self, provider: str, account_id: str, table: dict | None = None) -> float | None:
         """Until when the account cools down (None: it does not); `table`: the cooldown hash, read already."""
@@ -153,7 +155,7 @@ class Dispatcher:
         gen.parked = self.core.steps.park_in(pipe, provider, gen.id)
         created = self.core.generations.create_in(pipe, gen)
         acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait,
-                                  require=required, priority=priority, tenant=tenant)
+                                  require=required, priority=priority, tenant=tenant, operation=operation)
         *_, record, reply = pipe.execute(raise_on_error=False)
         try:
             created(record)
@@ -164,6 +166,9 @@ class Dispatcher:
             self.core._discard(gen)
             if isinstance(exc, NoCapacity):
                 self.core.dispatch(getattr(exc, "admitted", ()))  # waiters the pump admitted before refusing
+                if exc.accounts:  # busy (not a full line): when could some account take it?
+                    exc.retry_after = self.core.retry_after(provider, operation)
+                    exc.headers["Retry-After"] = str(exc.retry_after)
             if isinstance(exc, NotFound):
                 raise self._unknown_account(spec, account) from None
             raise

@@ -149,6 +149,44 @@ class Core:
         metrics.cooldown(self, provider, account_id)
         log.info("account cooling down", provider=provider, account=account_id, seconds=round(seconds, 3))
 
+    def operation_failed(self, provider: str, account_id: str | None, operation: str) -> bool:
+        """Count a refusal (422) or failure of `operation` on the account; after
+        `quarantine_after` of them within `quarantine_window` seconds the account takes none of that
+        operation for `quarantine_seconds` (it keeps serving the others). True when it did."""
+        s = self.settings
+        if not account_id or s.quarantine_after <= 0:
+            return False
+        key = keys.operation_failures(provider, account_id, operation)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(key, 0, nx=True, px=int(s.quarantine_window * 1000))  # the window starts at the first
+        pipe.incr(key)
+        _, count = pipe.execute()
+        if count < s.quarantine_after:
+            return False
+        self.r.delete(key)
+        until_ms = int((time.time() + s.quarantine_seconds) * 1000)
+        self.dispatch(self.capacity(provider).quarantine(account_id, operation, until_ms))
+        log.warning("account quarantined for an operation", provider=provider, account=account_id,
+                    operation=operation, failures=count, seconds=s.quarantine_seconds)
+        return True
+
+    def retry_after(self, provider: str, operation: str | None) -> int:
+        """Seconds until some account could take a generation of `operation`: the earliest end of
+        a cooldown, a full pacing window or a quarantine when every account is held by one of
+        those; 10 when some account is only full (a slot frees when a running job ends, unknown)."""
+        cap = self.capacity(provider)
+        snap, paces, quar = cap.snapshot(), cap.paces(), cap.quarantines()
+        now_ms, ends = time.time() * 1000, []
+        for a, row in snap["accounts"].items():
+            held = [row["cooldown_until"] or 0,
+                    *(w["frees_at_ms"] or 0 for w in paces.get(a, {}).values()),
+                    quar.get(a, {}).get(operation or "", 0)]
+            end = max(held)
+            if end <= now_ms:
+                return 10  # held by nothing timed: only its slots are full
+            ends.append(end)
+        return max(1, min(int((min(ends) - now_ms) / 1000) + 1, 3600)) if ends else 10
+
     def health_ok(self, provider: str, account_id: str) -> None:
         self._failures.record(keys.failures(provider, account_id), True)
 
@@ -176,7 +214,7 @@ class Core:
         self.dispatch(cap.release(gen.id))
         # back at the head of its line: it was admitted once and keeps its turn
         result = cap.acquire(gen.id, account=gen.pinned, known=gen.pinned is not None, wait=True, front=True,
-                             priority=gen.priority, tenant=gen.tenant)
+                             priority=gen.priority, tenant=gen.tenant, operation=gen.operation)
         self.dispatch(result.admitted)
         if gen.extra.get("fail_fast"):
             self.fail_stranded(gen.provider)

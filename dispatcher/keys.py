@@ -120,6 +120,11 @@ def generation_operation(provider: str) -> str:
     return f"{tag(provider)}:gop"
 
 
+def operation_failures(provider: str, account_id: str, operation: str) -> str:
+    """string (counter, expiring): refusals and failures of one operation on one account."""
+    return f"{tag(provider)}:opfail:{account_id}\t{operation}"
+
+
 def pinned_lines(provider: str) -> str:
     """set: accounts that have a non-empty pinned line."""
     return f"{tag(provider)}:pinned_lines"

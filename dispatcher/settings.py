@@ -67,6 +67,9 @@ class Settings:
     priority_aging: float = 60.0  # seconds of waiting that raise a generation's priority one level; 0: never
     tenant_weights: tuple[str, ...] = ()  # "tenant=weight" pairs: shares of admissions at equal priority (default 1)
     tenant_caps: tuple[str, ...] = ()  # "tenant=n" pairs: at most n running generations per provider
+    quarantine_after: int = 3  # refusals (422) or failures of one operation on one account that quarantine it; 0: never
+    quarantine_window: float = 600.0  # ... counted over this many seconds
+    quarantine_seconds: float = 1800.0  # how long the account then takes none of that operation
     max_waiting: int = 10000  # waiting generations per provider; past it submit answers 429 with Retry-After
     callback_allow: tuple[str, ...] = ()  # hosts or networks a replyUrl may reach although internal (loopback…)
     callback_deadline: float = 10.0  # seconds one callback delivery may take in all (connect, send, read)
@@ -92,6 +95,9 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}METRICS_ACCOUNT_LABELS must be hash or raw")
         if self.step_history_ttl < 60:
             raise ConfigurationError(f"{PREFIX}STEP_HISTORY_TTL must be 60 seconds or more")
+        if self.quarantine_after < 0 or self.quarantine_window <= 0 or self.quarantine_seconds <= 0:
+            raise ConfigurationError(f"{PREFIX}QUARANTINE_AFTER must be 0 or more, QUARANTINE_WINDOW and "
+                                     "QUARANTINE_SECONDS more than 0")
         if self.priority_aging < 0:
             raise ConfigurationError(f"{PREFIX}PRIORITY_AGING must be 0 or more seconds")
         for name, pairs, low in (("TENANT_WEIGHTS", self.tenant_weights, 1), ("TENANT_CAPS", self.tenant_caps, 0)):

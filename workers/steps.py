@@ -22,6 +22,7 @@ from dispatcher import metrics
 from dispatcher import providers
 from dispatcher.errors import DispatcherError, NotFound, UpstreamError
 from dispatcher.generations import ADMITTED, CANCELED, COMPLETED, FAILED, SUBMITTED, WAITING, provider_of
+from dispatcher.providers import MODERATED
 from dispatcher.health import COOLDOWN, FLAG, REFRESH, RETRY, backoff, judge, refresh_failed_message
 from dispatcher.tokens import AccountUnusable, ensure_token
 
@@ -254,6 +255,8 @@ def _fail(d: Core, gen, exc: UpstreamError, *, allowed) -> str:
     if d.generations.move(gen.id, allowed, FAILED, error=exc.message or f"upstream error {exc.status}",
                           error_code=exc.status):
         _release(d, gen.provider, gen.id)
+        if exc.status == MODERATED or exc.status >= 500:  # the operation's fault on this account, maybe
+            d.operation_failed(gen.provider, gen.account, gen.operation)
         d.finished(gen.id)
         log.info("generation failed", error=exc.message, code=exc.status)
     return "failed"
@@ -361,6 +364,8 @@ def _finish(d: Core, gen, result) -> str:
         gen.state = state
         for name, value in values.items():
             setattr(gen, name, value)
+        if state == FAILED:  # moderated or failed upstream: counted toward the operation's quarantine
+            d.operation_failed(gen.provider, gen.account, gen.operation)
         d.finished(gen.id, gen)
         log.info("generation finished", state=state)
     return state

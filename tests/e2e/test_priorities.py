@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dispatcher.errors import ValidationError
+from dispatcher.errors import NoCapacity, ValidationError
 
 RUNWAY = "runwayml"
 
@@ -110,3 +110,52 @@ def test_bad_pacing_is_refused_before_any_login(api, r, snapshot):
                    json={"email": "x@example.com", "password": "pw", "maxJobs": 2, "maxPerDay": 0})
     assert res.status_code == 400 and "maxPerDay" in res.json()["error"]
     assert snapshot(r) == before
+
+
+def _user_and_account(d, sandbox, email, max_jobs, **account):
+    sandbox.post("/_sandbox/users", json={"provider": RUNWAY, "email": email, "password": "pw-1"}).raise_for_status()
+    d.upsert_account(RUNWAY, {"email": email, "password": "pw-1", "maxJobs": max_jobs, **account}, email)
+
+
+def test_moderation_quarantines_an_account_for_that_operation_only(dispatcher, sandbox, fleet):
+    """Three moderation refusals of one operation on one account (DISPATCHER_QUARANTINE_AFTER=3)
+    keep it from that operation; it keeps serving the others."""
+    q = dispatcher
+    _user_and_account(q, sandbox, "mod@example.com", 3)
+    _user_and_account(q, sandbox, "clean@example.com", 3)
+    fleet.start(1)
+    bad = [q.submit(RUNWAY, "gen3turbo/create", {"prompt": f"[moderated] {i}"}, account="mod@example.com").id
+           for i in range(3)]
+    wait_done(q, bad)
+    assert all(g.error_code == 422 for g in q.core.generations.many(bad))
+    view = q.account_view(RUNWAY, "mod@example.com")
+    assert set(view["quarantined"]) == {"gen3turbo/create"}, view
+    # that operation now runs elsewhere; another operation still runs on the quarantined account
+    again = [q.submit(RUNWAY, "gen3turbo/create", {"prompt": f"fine {i}", "sandbox_duration": 0.05}).id
+             for i in range(4)]
+    other = q.submit(RUNWAY, "videos/create", {"prompt": "other", "sandbox_duration": 0.05},
+                     account="mod@example.com")
+    gens = wait_done(q, [*again, other.id])
+    assert {g.account for g in gens[:-1]} == {"clean@example.com"} and gens[-1].state == "completed"
+    # wait=false while every account is held for that operation: Retry-After is the quarantine's end
+    q.core.capacity(RUNWAY).quarantine("clean@example.com", "gen3turbo/create", int((time.time() + 300) * 1000))
+    with pytest.raises(NoCapacity) as refused:
+        q.submit(RUNWAY, "gen3turbo/create", {"prompt": "x"}, wait=False)
+    assert 290 <= refused.value.retry_after <= 301
+    assert refused.value.headers["Retry-After"] == str(refused.value.retry_after)
+
+
+def test_retry_after_is_ten_seconds_for_full_slots_or_the_pacing_window(dispatcher, sandbox):
+    d = dispatcher
+    _user_and_account(d, sandbox, "w@example.com", 1)
+    d.submit(RUNWAY, "gen3turbo/create", {"prompt": "takes the slot"})
+    with pytest.raises(NoCapacity) as full:
+        d.submit(RUNWAY, "gen3turbo/create", {"prompt": "x"}, wait=False)
+    assert full.value.retry_after == 10  # the slot frees whenever the running job ends: unknown
+    cap = d.core.capacity(RUNWAY)
+    cap.set_pace("w@example.com", per_minute=1)  # paced from now on: the next admission fills the minute
+    cap.set_account("w@example.com", 3)
+    assert d.submit(RUNWAY, "gen3turbo/create", {"prompt": "fills the minute"}).status == "admitted"
+    with pytest.raises(NoCapacity) as paced:
+        d.submit(RUNWAY, "gen3turbo/create", {"prompt": "x"}, wait=False)
+    assert 50 <= paced.value.retry_after <= 61  # a slot may free sooner, but the minute is full

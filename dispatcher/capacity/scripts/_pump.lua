@@ -207,9 +207,11 @@ local function parse_line(name)
 end
 -- A tenant's pass for the next choice: never behind the virtual time, so a tenant that
 -- comes back after a pause starts level with the others instead of with a saved-up credit.
+local TPASS -- the passes, read once per call (hash_table) and kept in step by take_head
 local function tenant_pass(t)
-  local vt = tonumber(redis.call('HGET', K_TPASS, '~vt')) or 0
-  local own = tonumber(redis.call('HGET', K_TPASS, t))
+  if not TPASS then TPASS = hash_table(K_TPASS) end
+  local vt = TPASS['~vt'] or 0
+  local own = TPASS[t]
   if own and own > vt then return own end
   return vt
 end
@@ -225,10 +227,11 @@ local function next_line(free)
   for _, n in ipairs(names) do
     local priority, tenant = parse_line(n)
     local key = line_key(n)
-    local head = redis.call('LINDEX', key, 0)
-    if not head then
-      if n ~= '' then redis.call('SREM', K_QLINES, n) end
-    elseif tenant_room(tenant) then
+    -- a tenant at its cap: its lines are passed over without a read
+    local head = tenant_room(tenant) and redis.call('LINDEX', key, 0)
+    if tenant_room(tenant) and not head then
+      if n ~= '' then redis.call('SREM', K_QLINES, n) end -- emptied by a cancel
+    elseif head then
       local cands = for_op(free, redis.call('HGET', K_GOP, head))
       local t = tonumber(redis.call('HGET', K_ENQ, head)) or NOW
       local eff = priority
@@ -251,7 +254,9 @@ local function take_head(best)
   -- the pass grows by STRIDE / weight: whole numbers, so the Python model computes the same
   local w = policy().weight[best.tenant] or 1
   if w <= 0 then w = 1 end
-  redis.call('HSET', K_TPASS, best.tenant, best.pass + math.floor(STRIDE / w), '~vt', best.pass)
+  local pass = best.pass + math.floor(STRIDE / w)
+  redis.call('HSET', K_TPASS, best.tenant, pass, '~vt', best.pass)
+  if TPASS then TPASS[best.tenant], TPASS['~vt'] = pass, best.pass end
   return g
 end
 
