@@ -23,6 +23,7 @@ from typing import Callable
 from jinja2 import BaseLoader, TemplateNotFound  # the `dashboard` extra: imported by build_app only
 
 from ..errors import StoreUnavailable
+from .status import duration
 
 NAV_ITEM = ('<li class="nav-item{% if active_tab == \'accounts\' %} active{% endif %}">'
             '<a href="{{ rq_url_prefix }}{{ current_instance }}/view/accounts" class="nav-link">Accounts</a></li>')
@@ -93,23 +94,10 @@ def _utc(epoch: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = abs(int(seconds))
-    if s >= 86400:
-        return f"{s // 86400}d {(s % 86400) // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s}s"
-
-
 def expiry(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"in {duration(seconds)}" if seconds >= 0 else f"expired {duration(seconds)} ago"
+    return f"in {duration(seconds)}" if seconds >= 0 else f"expired {duration(-seconds)} ago"
 
 
 def state_of(account: dict) -> str:

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """`1d02h`, `3h05m`, `4m07s`, `12s` (a sign for the past); `-` for none."""
     if seconds is None:
         return "-"
     sign = "-" if seconds < 0 else ""
@@ -50,12 +51,12 @@ def render_table(data: dict, console=None) -> None:
             if a["error"]:
                 state = "[red]flagged[/red]"
             elif a["cooldown_seconds"]:
-                state = f"[yellow]cooldown {_duration(a['cooldown_seconds'])}[/yellow]"
+                state = f"[yellow]cooldown {duration(a['cooldown_seconds'])}[/yellow]"
             else:
                 state = "[green]eligible[/green]" if a["eligible"] else "[yellow]not eligible[/yellow]"
             label = (a.get("metrics_label", ""),) if hashed else ()
             table.add_row(name, a["id"], *label, f"{a['executing']}/{a['maxJobs']}", str(a["available"]), state,
-                          _duration(a["token_seconds_to_expiry"]), str(a["refreshes"]), a["error"] or "")
+                          duration(a["token_seconds_to_expiry"]), str(a["refreshes"]), a["error"] or "")
         done = data.get("generations", {}).get(name, {})
         lines.add_row(name, str(p["running"]), str(p["waiting"]), str(sum(p["pinned"].values())),
                       str(done.get("completed", 0)), str(done.get("failed", 0)), str(done.get("canceled", 0)))
