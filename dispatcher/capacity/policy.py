@@ -38,12 +38,17 @@ def line_name(priority: int, tenant: str | None) -> str:
     return "" if priority == DEFAULT_PRIORITY and not tenant else f"{priority}:{tenant or ''}"
 
 
-def pace_views(client, provider: str) -> dict[str, dict]:
+def pace_views(client, provider: str, only: str | None = None) -> dict[str, dict]:
     """Every paced account's windows: {account: {"minute"|"day": {limit, count, frees_at_ms}}},
     `frees_at_ms` (epoch ms) being when a full window admits again (None: not full). Read-only;
     two round trips whatever the number of accounts."""
     limits: dict[str, list] = {}
-    for field, value in client.hgetall(keys.pace(provider)).items():
+    if only is not None:  # one account: its two fields, not every paced account's
+        table = dict(zip((f"m:{only}", f"d:{only}"), client.hmget(keys.pace(provider), f"m:{only}", f"d:{only}")))
+        table = {k: v for k, v in table.items() if v is not None}
+    else:
+        table = client.hgetall(keys.pace(provider))
+    for field, value in table.items():
         field = field.decode() if isinstance(field, bytes) else field
         limits.setdefault(field[2:], [None, None])[0 if field.startswith("m:") else 1] = int(value)
     names = sorted(limits)

@@ -300,7 +300,7 @@ class Capacity:
 
     def pace(self, account: str) -> dict:
         """The account's pacing: limits, admissions in its current windows, when each frees a start."""
-        return self.paces().get(account) or no_pace()
+        return pace_views(self.client, self.provider, account).get(account) or no_pace()
 
     def paces(self) -> dict[str, dict]:
         """`pace` of every paced account, by id (two round trips)."""

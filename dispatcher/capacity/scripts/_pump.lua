@@ -227,19 +227,20 @@ local function next_line(free)
   for _, n in ipairs(names) do
     local priority, tenant = parse_line(n)
     local key = line_key(n)
-    -- a tenant at its cap: its lines are passed over without a read
-    local head = tenant_room(tenant) and redis.call('LINDEX', key, 0)
-    if tenant_room(tenant) and not head then
-      if n ~= '' then redis.call('SREM', K_QLINES, n) end -- emptied by a cancel
-    elseif head then
-      local cands = for_op(free, redis.call('HGET', K_GOP, head))
-      local t = tonumber(redis.call('HGET', K_ENQ, head)) or NOW
-      local eff = priority
-      if aging > 0 then eff = priority + math.floor((NOW - t) / aging) end
-      local pass = tenant_pass(tenant)
-      if #cands > 0 and (not best or eff > best.eff or (eff == best.eff and (pass < best.pass
-          or (pass == best.pass and (t < best.t or (t == best.t and n < best.n)))))) then
-        best = {eff = eff, pass = pass, t = t, n = n, key = key, tenant = tenant, cands = cands}
+    if tenant_room(tenant) then -- a tenant at its cap: its lines are passed over without a read
+      local head = redis.call('LINDEX', key, 0)
+      if not head then
+        if n ~= '' then redis.call('SREM', K_QLINES, n) end -- emptied by a cancel
+      else
+        local cands = for_op(free, redis.call('HGET', K_GOP, head))
+        local t = tonumber(redis.call('HGET', K_ENQ, head)) or NOW
+        local eff = priority
+        if aging > 0 then eff = priority + math.floor((NOW - t) / aging) end
+        local pass = tenant_pass(tenant)
+        if #cands > 0 and (not best or eff > best.eff or (eff == best.eff and (pass < best.pass
+            or (pass == best.pass and (t < best.t or (t == best.t and n < best.n)))))) then
+          best = {eff = eff, pass = pass, t = t, n = n, key = key, tenant = tenant, cands = cands}
+        end
       end
     end
   end
