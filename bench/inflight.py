@@ -1,6 +1,6 @@
 """1,000 minutes-long generations in flight at once, held by 2 worker processes.
 
-    python bench/inflight.py [--jobs 1000] [--duration 120] [--workers 2]
+    python bench/inflight.py [--generations 1000] [--duration 120] [--workers 2]
     python bench/inflight.py --jobs 200 --duration 20        # smoke variant
 
 One private stack (embedded Redis, sandbox upstream). Accounts with maxJobs 10
@@ -27,7 +27,14 @@ snapshot), and the workers' resident memory. Reported:
 Checks: every generation completes, the sandbox counts 0 violations and 0
 duplicate submissions. The last line is machine-readable:
 
-    inflight=<n> rss_mb=<x> poll_lag_p95_s=<y>
+    inflight=<n> rss_mb=<x> poll_lag_p50_s=… poll_lag_p95_s=<y> poll_lag_p99_s=… polls=<n>
+    cpu_ms_per_poll=<z> steady_inflight=<n> steady_cpu_per_s=<c>
+
+`cpu_ms_per_poll` is the workers' CPU over the whole run (starts included) divided by the
+poll steps recorded: what one poll of a generation in flight costs a worker, all told.
+`steady_cpu_per_s` is the workers' CPU seconds per second while at least 90 % of the peak
+ran upstream and before the first could end (`steady_inflight`, their mean number):
+bench/inflight_scaling.py plots it against generations in flight.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class Sampler(threading.Thread):
         self.first_full: float | None = None
         self.target = 0
         self.errors = 0
+        self.cpu: list[tuple[float, int, float]] = []  # (time, running upstream, workers' CPU seconds so far)
 
     def run(self) -> None:
         with self.stack.admin() as admin:
@@ -85,6 +93,16 @@ class Sampler(threading.Thread):
                 if self.first_full is None and self.target and upstream >= self.target:
                     self.first_full = time.time()
                 self.peak_rss_sum = max(self.peak_rss_sum, sum(rss_mb(p) for p in self.pids))
+                self.cpu.append((time.time(), upstream, sum(cpu_seconds(p) for p in self.pids)))
+
+    def steady_cpu(self, until: float) -> tuple[float, float]:
+        """(mean generations running upstream, workers' CPU seconds per second) from the moment
+        90 % of the peak ran until `until` (before the first could end): the cost of holding them."""
+        window = [c for c in self.cpu if c[1] >= 0.9 * self.peak_upstream and c[0] < until]
+        if len(window) < 2 or window[-1][0] <= window[0][0]:
+            return float("nan"), float("nan")
+        held = sum(c[1] for c in window) / len(window)
+        return held, (window[-1][2] - window[0][2]) / (window[-1][0] - window[0][0])
 
 
 def plain_worker_rss(stack, d, token: str) -> tuple[float, float]:
@@ -112,7 +130,8 @@ def plain_worker_rss(stack, d, token: str) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000, help="generations, all in flight at once")
+    parser.add_argument("--generations", "--jobs", dest="jobs", type=int, default=1000,
+                        help="generations, all in flight at once")
     parser.add_argument("--duration", type=float, default=120.0, help="upstream seconds per generation")
     parser.add_argument("--workers", type=int, default=2, help="dispatcher worker processes")
     parser.add_argument("--provider", choices=sorted(OPERATIONS), default="runwayml")
@@ -217,7 +236,13 @@ def main(argv=None) -> int:
           f"not completed={len(failed)}")
     if failed or stats["violations"] or stats["duplicates"]:
         print("FAILED: every generation must complete with no violation and no duplicate", file=sys.stderr)
-    print(f"inflight={sampler.peak_upstream} rss_mb={rss_sum:.1f} poll_lag_p95_s={p95:.3f}")
+    cpu_ms_per_poll = 1000 * sum(cpu.values()) / len(lags) if lags else float("nan")
+    held, cpu_per_s = sampler.steady_cpu(started + args.duration)
+    print(f"{'holding them (steady state)':<34}{held:>8.0f} running upstream, workers CPU {cpu_per_s:.3f} s per s "
+          f"({100 * cpu_per_s:.0f}% of one core)")
+    print(f"inflight={sampler.peak_upstream} rss_mb={rss_sum:.1f} poll_lag_p50_s={p50:.3f} poll_lag_p95_s={p95:.3f} "
+          f"poll_lag_p99_s={p99:.3f} polls={len(lags)} cpu_ms_per_poll={cpu_ms_per_poll:.2f} "
+          f"steady_inflight={held:.0f} steady_cpu_per_s={cpu_per_s:.3f}")
     return 1 if failed or stats["violations"] or stats["duplicates"] else 0
 
 

@@ -13,7 +13,7 @@ with the same number of worker processes of the same class
   the workers' step jobs: start (create upstream, save its id, one status call) →
   finish, release the slot, admit the next waiter, whose start the same step runs
   itself (workers/chain.py; `--chain-starts 0`: every start its own RQ job;
-  `--accounts 100`: no line forms, nothing chains);
+  `--accounts 100`: no line forms; a start job runs the starts queued behind it);
 - plain RQ: one job per generation that calls the same create + status (same
   adapter, same httpx) with no balancing (accounts' tokens round-robin).
 
@@ -86,6 +86,7 @@ def run_dispatcher(d, n: int, tag: str, group, timeout: float) -> float:
     t0 = time.time()
     ids = [d.submit(PROVIDER, OPERATION, {"prompt": f"bench {tag} {i}", "sandbox_duration": 0}).id
            for i in range(n)]
+    submitted = time.time() - t0
     keys = [f"dsp:{{{PROVIDER}}}:gen:{gid}" for gid in ids]
 
     def states(some: list) -> list[bool]:
@@ -103,6 +104,7 @@ def run_dispatcher(d, n: int, tag: str, group, timeout: float) -> float:
     if bad:
         raise RuntimeError(f"dispatcher: {len(bad)} generations did not complete: {sorted(set(bad))}")
     end = max(float(f) for _, f in rows)
+    print(f"  dispatcher: {n} submitted in {submitted:.2f} s, the last ended after {end - t0:.2f} s", flush=True)
     return n / (end - t0)
 
 
@@ -118,6 +120,7 @@ def run_plain(queue, base_url: str, tokens: list[str], n: int, tag: str, group, 
                             {"prompt": f"plain {tag} {i}", "sandbox_duration": 0}, f"plain-{tag}-{i}",
                             result_ttl=3600, job_timeout=120)
         ids.append(job.id)
+    submitted = time.time() - t0
 
     def states(some: list) -> list[bool]:
         pipe = conn.pipeline(transaction=False)
@@ -131,6 +134,7 @@ def run_plain(queue, base_url: str, tokens: list[str], n: int, tag: str, group, 
     if bad:
         raise RuntimeError(f"plain: {len(bad)} jobs did not succeed")
     end = max(_epoch(j.ended_at) for j in jobs)
+    print(f"  plain RQ: {n} enqueued in {submitted:.2f} s, the last ended after {end - t0:.2f} s", flush=True)
     return n / (end - t0)
 
 

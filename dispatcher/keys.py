@@ -70,6 +70,12 @@ def lines(provider: str) -> str:
     return f"{tag(provider)}:lines"
 
 
+def parked_lines(provider: str) -> str:
+    """set: the common sub-lines set aside while their tenant is at its cap (a subset of `lines`;
+    capacity/scripts/_pump.lua parks and unparks them)."""
+    return f"{tag(provider)}:plines"
+
+
 def line(provider: str, name: str) -> str:
     """list: the common sub-line `name` ("<priority>:<tenant>")."""
     return f"{tag(provider)}:line:{name}"
@@ -144,6 +150,12 @@ def failures(provider: str, account_id: str) -> str:
 def generation(provider: str, generation_id: str) -> str:
     """hash: the generation record."""
     return f"{tag(provider)}:gen:{generation_id}"
+
+
+def due(provider: str) -> str:
+    """zset: generation -> ms its next poll is due (workers/polls.py); a claimed one is pushed
+    ahead by the claim, so a batch that dies hands it back once the claim runs out."""
+    return f"{tag(provider)}:due"
 
 
 # -- workers and maintenance --------------------------------------------------

@@ -11,9 +11,12 @@ worker API, because doing it RQ's way would cost round trips or processes:
   is written at submit with status *deferred*, and the capacity script that admits the
   generation pushes it onto its queue itself (`enqueue_parked` in capacity/scripts/_pump.lua);
   that script gets RQ's key names as `LUA_NAMES`, substituted by the Lua loader at load time;
-- claims (`record_claimed_in`): start jobs a release claimed and its RQ job ran itself
+- claims (`claim_queued`, `record_claimed_in`): start jobs a release claimed, or the head of a
+  queue held (`claim_queued.lua`), that an RQ job ran itself
   (workers/chain.py) are marked finished or failed, with RQ's result records (one that ended its
   generation kept as the worker's `StepHistory`, installed here by `install_history`, says);
+- poll batches' endings (`record_ended_in`): a generation a batch of polls ended gets a job record
+  of its own, finished or failed with the reason, as if a poll job of its own had ended it;
 - ended jobs (`clean_ended`): the finished and failed registries' expired entries removed, as
   RQ's own `count` does, before rq-dashboard (which counts without cleaning) reads them;
 - promotion (`promote_due`): delayed jobs whose time came, moved onto their queues by the
@@ -41,6 +44,8 @@ from rq.registry import (DeferredJobRegistry, FailedJobRegistry, FinishedJobRegi
 from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 from rq.worker import Worker
+
+from . import lua
 
 # -- names ------------------------------------------------------------------------------------
 JOB_PREFIX = Job.redis_job_namespace_prefix  # + job id: the job's hash
@@ -201,6 +206,37 @@ def record_claimed_in(pipe, connection, done, *, result_ttl: int, failure_ttl: i
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         FailedJobRegistry(**registry_args).add(job, ttl=ttl, exc_string=exc_string, pipeline=pipe)
         Result.create_failure(job, ttl, exc_string=exc_string, pipeline=pipe)  # the text RQ shows
+
+
+def claim_queued(connection, queue_name: str, limit: int, ttl: int) -> list[str]:
+    """Take up to `limit` start jobs from the head of a queue, marked started, for the calling
+    RQ job to run itself (`claim_queued.lua`; workers/chain.py); their outcomes are written
+    with `record_claimed_in`, as for the starts a release claims."""
+    script = lua.CORE.registered(connection)["claim_queued"]
+    ids = script(keys=[QUEUE_PREFIX + queue_name], args=[JOB_PREFIX, utcformat(now()), int(ttl), int(limit)])
+    return [_text(job_id) for job_id in ids]
+
+
+def record_ended_in(pipe, connection, queue_name: str, func: str, ended: list[tuple]) -> None:
+    """Write, on `pipe`, one finished or failed job per generation a poll batch ended, as RQ
+    records a job it ran: `ended` holds (job id, args, description, return value, reason or None
+    when it did not fail, ttl) each. The batch ran them; these records show each ending under
+    its generation's name (rq-dashboard's Finished and Failed lists), as a poll job of its own would."""
+    at = now()
+    for job_id, args, description, outcome, reason, ttl in ended:
+        status = JobStatus.FAILED if reason is not None else JobStatus.FINISHED
+        job = Job.create(func, args=args, connection=connection, id=job_id, description=description,
+                         result_ttl=ttl, failure_ttl=ttl, origin=queue_name, status=status)
+        job.enqueued_at = job.started_at = job.ended_at = at
+        job.save(pipeline=pipe)
+        pipe.expire(job.key, ttl)
+        if reason is None:
+            FinishedJobRegistry(name=queue_name, connection=connection).add(job, ttl, pipeline=pipe)
+            Result.create(job, Result.Type.SUCCESSFUL, ttl, return_value=outcome, pipeline=pipe)
+        else:
+            FailedJobRegistry(name=queue_name, connection=connection).add(job, ttl=ttl, exc_string=reason,
+                                                                          pipeline=pipe)
+            Result.create_failure(job, ttl, exc_string=reason, pipeline=pipe)
 
 
 # -- ended jobs ---------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Settings:
     metrics: bool = True  # count admissions, outcomes, step latency… in Redis for /metrics
     metrics_account_labels: str = "hash"  # the `account` label of /metrics: hash (a keyed digest) | raw (the id)
     chain_starts: int = 16  # claimed start steps one step job may run after its own (workers/chain.py); 0: none
+    poll_batch: int = 50  # generations one poll batch job polls at most (workers/polls.py)
     step_history_ttl: int = 24 * 3600  # seconds rq-dashboard keeps the step that ended a generation (finished/failed)
     dashboard_port: int = 9181  # rq-dashboard (`dispatcher dashboard`, the demo)
     dashboard_user: str | None = None  # rq-dashboard basic auth (required off loopback)
@@ -76,6 +77,8 @@ class Settings:
     redis_maxmemory: str = "1gb"  # maxmemory of the embedded Redis (policy noeviction: writes refused, never evicted)
 
     def __post_init__(self):
+        if self.poll_batch < 1:
+            raise ConfigurationError(f"{PREFIX}POLL_BATCH must be 1 or more, got {self.poll_batch}")
         if self.chain_starts < 0:
             raise ConfigurationError(f"{PREFIX}CHAIN_STARTS must be 0 or more, got {self.chain_starts}")
         if self.max_resumes < 0:

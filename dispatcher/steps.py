@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import keys, providers, rq_glue
@@ -27,6 +28,8 @@ from .shapes import job_id as public_job_id, shape_for
 
 START = "workers.steps.start"
 POLL = "workers.steps.poll"
+POLL_BATCH = "workers.polls.poll_batch"
+BATCH_NAMES = 20  # generations a poll batch's description names (the job's arguments list them all)
 DELIVER = "workers.callbacks.deliver"
 CALLBACK_QUEUE = "dispatcher.callbacks"  # served by the callback worker process only (workers/pool.py)
 # RQ's backstop; each delivery ends by DISPATCHER_CALLBACK_DEADLINE (300 s at most) long before
@@ -63,8 +66,20 @@ def _public(provider: str, generation_id: str) -> str:
     return public_id(generation_id, spec.shape.kind) if spec is not None else generation_id
 
 
-def _description(provider: str, step: str, generation_id: str, account: str | None) -> str:
+def describe_step(provider: str, step: str, generation_id: str, account: str | None) -> str:
+    """How rq-dashboard names a step job: `runwayml poll <public id> on a@b.com`."""
     return f"{provider} {step} {_public(provider, generation_id)} on {account or '-'}"
+
+
+def poll_step(generation_id: str) -> str:
+    """The record's `step` while its next poll waits in the due index (one per generation)."""
+    return f"{generation_id}_poll"
+
+
+def _batch_description(provider: str, generation_ids: list[str]) -> str:
+    shown = " ".join(_public(provider, g) for g in generation_ids[:BATCH_NAMES])
+    more = f" and {len(generation_ids) - BATCH_NAMES} more" if len(generation_ids) > BATCH_NAMES else ""
+    return f"{provider} poll {len(generation_ids)}: {shown}{more}"
 
 
 def _parked_description(provider: str, generation_id: str) -> str:
@@ -77,6 +92,7 @@ class StepQueue:
     def __init__(self, rq_connection):
         self.connection = rq_connection
         self._queues: dict[str, rq_glue.Queue] = {}
+        self._polls = None  # the transaction `polls_together` collects on
 
     def queue(self, name: str) -> rq_glue.Queue:
         if name not in self._queues:
@@ -108,7 +124,7 @@ class StepQueue:
         # a poll goes ahead of queued starts: generations already running are tracked
         # before more are started (a burst of submissions otherwise delays every poll)
         job = rq_glue.enqueue_in(pipe, q, func, (generation_id, job_id), job_id=job_id, delay=delay,
-                                 description=_description(provider, step, generation_id, account),
+                                 description=describe_step(provider, step, generation_id, account),
                                  at_front=step == "poll", timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL,
                                  failure_ttl=FAILURE_TTL)
         if ride is not None:
@@ -178,8 +194,42 @@ class StepQueue:
         return self._enqueue(provider, START, "start", generation_id, account, 0, before=before)
 
     def poll(self, provider: str, generation_id: str, account: str | None, delay: float = 0,
-             fields: dict | None = None, ride=None):
-        return self._enqueue(provider, POLL, "poll", generation_id, account, delay, fields, ride=ride)
+             fields: dict | None = None, ride=None) -> None:
+        """Make the generation's next poll due `delay` seconds ahead, in the provider's due index
+        (no RQ job of its own: a worker's DuePump claims what is due and polls it in batches,
+        workers/polls.py), and its current step, in one round trip with `fields` and `ride(pipe)`
+        (as `_enqueue`). `account` is not needed here: a batch reads it from the record."""
+        due = time.time() + max(delay, 0)
+        pipe = self._polls if self._polls is not None else self.connection.pipeline(transaction=True)
+        pipe.zadd(keys.due(provider), {generation_id: int(due * 1000)})
+        pipe.hset(keys.generation(provider, generation_id),
+                  mapping={**(fields or {}), "due": due, "step": poll_step(generation_id)})
+        if ride is not None:
+            ride(pipe)
+        if pipe is not self._polls:
+            pipe.execute()
+
+    @contextmanager
+    def polls_together(self):
+        """Within the block, `poll` queues its writes on one transaction, sent when the block
+        ends (a poll batch: one round trip for every generation's next poll). Only the thread
+        that runs steps may use it (a step worker runs one job at a time, in one thread)."""
+        self._polls = pipe = self.connection.pipeline(transaction=True)
+        try:
+            yield
+        finally:
+            self._polls = None
+            if len(pipe):
+                pipe.execute()
+
+    def poll_batch_in(self, pipe, provider: str, generation_ids: list[str]):
+        """Enqueue one RQ job that polls `generation_ids` (claimed from the due index), ahead of
+        queued starts: generations already running are tracked before more are started."""
+        job_id = f"{provider}_polls_{uuid.uuid4().hex[:12]}"
+        return rq_glue.enqueue_in(pipe, self.queue(queue_name(provider)), POLL_BATCH, (provider, generation_ids),
+                                  job_id=job_id, description=_batch_description(provider, generation_ids),
+                                  delay=0, at_front=True, timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL,
+                                  failure_ttl=FAILURE_TTL)
 
     def callback(self, generation_id: str, retries: int):
         intervals = [min(2 ** i, 60) for i in range(max(retries, 1))]
@@ -196,7 +246,7 @@ class StepQueue:
 # its current `step` and left it terminal.
 SEEN_ENDING = frozenset({"completed", "canceled"})  # the upstream's answer: no need to read the record
 MAY_HAVE_FAILED = frozenset({"failed", "rerouted"})  # the record tells, and why
-STEP_FUNCTIONS = frozenset({START, POLL})
+STEP_FUNCTIONS = frozenset({START, POLL, POLL_BATCH})
 _WHAT = {401: "unauthorized", 404: "account deleted", 412: "out of credits", 422: "moderated",
          429: "throttled", 596: "account on hold"}
 

@@ -10,6 +10,11 @@ after another (`run_step`, the entry point of every step job). Each claimed job'
 is then written on it (finished or failed, with RQ's result records: `rq_glue`), so rq-dashboard
 still shows every start step under its own name, and each is timed as a step of its own.
 
+With no line (every generation admitted at submit) no release claims anything, yet a burst
+of submissions queues one start job each. So, within the same bounds, a step job then
+also claims the start jobs waiting at the head of its own queue (`claim_queued.lua`: never
+past a poll batch, which goes ahead of starts) and runs them the same way.
+
 Bounds: an RQ job claims at most `chain_starts` starts (a setting, default 16; 0 turns
 chaining off: one RQ job per step), and only within BUDGET_S seconds of its own start,
 so a slow step never claims, polls queued behind a chain wait at most that long, and
@@ -33,7 +38,7 @@ from rq.timeouts import BaseTimeoutException
 
 from dispatcher import logging as dlog
 from dispatcher import metrics, rq_glue
-from dispatcher.steps import FAILURE_TTL, RESULT_TTL, queue_name
+from dispatcher.steps import FAILURE_TTL, RESULT_TTL, START, queue_name
 
 if TYPE_CHECKING:
     from dispatcher.core import Core
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 log = dlog.get_logger()
 BUDGET_S = 0.25  # seconds into an RQ job after which it claims no more starts
 CLAIM_TTL = FAILURE_TTL  # seconds a claimed job's hash lives if its outcome is never written
+QUEUED_AT_ONCE = 4  # queued start jobs claimed in one round trip (`_run_queued`)
 
 
 class _Chain:
@@ -55,23 +61,25 @@ class _Chain:
 _chain = _Chain()
 
 
-def run_step(get_dispatcher: Callable[[], Core], step, start, generation_id: str, step_id: str | None) -> str:
-    """Entry point of a step job: run `step`, then the start steps its release claimed (and
-    theirs), each with its claimed job id as its step id, then record their outcomes."""
+def run_step(get_dispatcher: Callable[[], Core], step, start, *args):
+    """Entry point of a step job: run `step(*args)` (a generation id and step id; a poll batch's
+    provider and generation ids), then the start steps its releases claimed (and theirs), each
+    with its claimed job id as its step id, then record their outcomes."""
     if _chain.active:  # called from within a step (not by RQ): no chain of its own
-        return step(generation_id, step_id)
+        return step(*args)
     job = get_current_job()
     _chain.active, _chain.claims, _chain.pending, _chain.done = True, 0, [], []
     _chain.began = job.started_at.timestamp() if job is not None and job.started_at else time.time()
     try:
         try:
-            result = step(generation_id, step_id)
+            result = step(*args)
         except BaseTimeoutException:
             raise
         except Exception:
             _run_pending(get_dispatcher(), start)  # its claims do not wait for their leases to lapse
             raise
         _run_pending(get_dispatcher(), start)
+        _run_queued(get_dispatcher(), start, job)
         return result
     finally:
         _chain.active = False
@@ -113,6 +121,26 @@ def _run_pending(d: Core, start) -> None:
             _chain.done.append((provider, job_id, "error", traceback.format_exc()))
         else:
             _chain.done.append((provider, job_id, str(outcome), None))
+
+
+def _run_queued(d: Core, start, job) -> None:
+    """Then, within the same bounds, the start jobs at the head of this job's own queue, a few
+    at a time (`rq_glue.claim_queued`): with no line, admissions happen at submit and no release
+    claims anything, yet a burst of submissions queues one start job per generation."""
+    if job is None or not job.origin or job.func_name != START:
+        return  # a poll batch asks nothing: the starts behind it come to the next worker free
+    provider = job.origin.partition(".")[2]
+    while True:
+        room = min(d.settings.chain_starts - _chain.claims, QUEUED_AT_ONCE)
+        if room <= 0 or time.time() - _chain.began > BUDGET_S:
+            return
+        claimed = rq_glue.claim_queued(d.rq, job.origin, room, CLAIM_TTL)
+        if not claimed:
+            return
+        for job_id in claimed:
+            _chain.claims += 1
+            _chain.pending.append((provider, job_id.partition("_")[0], job_id, time.monotonic()))
+        _run_pending(d, start)
 
 
 def _record(d: Core) -> None:

@@ -33,7 +33,7 @@ from dispatcher import logging as dlog
 from dispatcher import metrics, providers, rq_glue, useapi_accounts
 from dispatcher.errors import UpstreamError
 from dispatcher.generations import ADMITTED, LIVE
-from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, queue_name
+from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, poll_step, queue_name
 from dispatcher.tokens import watch
 
 from .callbacks import DONE, GRACE, lock_key
@@ -45,12 +45,13 @@ log = dlog.get_logger()
 
 
 def promote_scheduled(d: Core, queue_names: list[str], limit: int = 1000) -> int:
-    """Move delayed step jobs whose time has come onto their queues; returns how many.
+    """Move delayed step jobs (start retries; polls wait in the due index, workers/polls.py)
+    whose time has come onto their queues; returns how many.
 
     RQ's own scheduler runs in a forked child process that survives a SIGKILLed
     worker (an orphan holding the scheduler lock), and once it does die, the other
     workers only take over after its 61 s lock and their 10-minute maintenance
-    pass: delayed polls would stall for minutes. Here it runs in the maintenance
+    pass: delayed steps would stall for minutes. Here it runs in the maintenance
     tick, in the worker's own process and under a lock taken over within
     max(3 ticks, 1 s). Each job is claimed with ZREM before it is enqueued
     (`rq_glue.promote_due`), so two ticks that overlap never enqueue it twice; one lost
@@ -58,9 +59,25 @@ def promote_scheduled(d: Core, queue_names: list[str], limit: int = 1000) -> int
     return rq_glue.promote_due(d.rq, queue_names, limit)
 
 
-def _steps_pending(d: Core, provider: str, step_ids: list[str | None]) -> list[bool]:
-    """For each step job id: is it still in its queue or among the delayed (scheduled) steps?"""
-    return rq_glue.steps_pending(d.rq, queue_name(provider), step_ids)
+def _steps_pending(d: Core, provider: str, gens: list) -> list[bool]:
+    """For each generation (or None): is its current step still to come? A poll: its entry in
+    the due index (claimed or not: a claim that runs out makes it due again); any other step:
+    its job still in its queue or among the delayed (scheduled) steps."""
+    polling = [g is not None and g.step == poll_step(g.id) for g in gens]
+    jobs = rq_glue.steps_pending(d.rq, queue_name(provider),
+                                 [g.step if g is not None and not p else None for g, p in zip(gens, polling)])
+    polled = [g for g, p in zip(gens, polling) if p]
+    due = iter(d.r.zmscore(keys.due(provider), [g.id for g in polled]) if polled else [])
+    return [_poll_pending(g, next(due)) if p else job for g, p, job in zip(gens, polling, jobs)]
+
+
+def _poll_pending(gen, score) -> bool:
+    """A poll in the due index is pending unless a batch claimed it (its score moved past the
+    due time the record holds) and then let the lease run out: that batch died (SIGKILL), so
+    the generation is an orphan now, not once the claim runs out (CLAIM_S)."""
+    if score is None:
+        return False
+    return gen.due is None or score <= int(gen.due * 1000) + 1
 
 
 def resume_orphans(d: Core, provider: str, limit: int = 500) -> int:
@@ -80,7 +97,7 @@ def resume_orphans(d: Core, provider: str, limit: int = 500) -> int:
         return 0
     resumed = 0
     gens = d.generations.many(expired)
-    pending = _steps_pending(d, provider, [g.step if g is not None else None for g in gens])
+    pending = _steps_pending(d, provider, gens)
     pipe = d.r.pipeline(transaction=False)
     pipe.time()
     pipe.zmscore(keys.leases(provider), expired)

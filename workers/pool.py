@@ -1,4 +1,5 @@
-"""Worker start-up: RQ workers plus the maintenance loop (which also promotes delayed polls).
+"""Worker start-up: RQ workers, the maintenance loop (which also promotes delayed starts) and the
+pump that claims due polls in batches (workers/polls.py).
 
 `--processes 1` runs one step worker in this process; more start a small supervisor
 that restarts a worker process that dies. Either way one more process runs the
@@ -21,7 +22,7 @@ import redis
 from rq import SimpleWorker
 
 from dispatcher import logging as dlog
-from dispatcher import metrics, providers, rq_glue
+from dispatcher import keys, metrics, providers, rq_glue
 from dispatcher import useapi_accounts
 from dispatcher.core import Core
 from dispatcher.connection import url_for
@@ -31,6 +32,7 @@ from dispatcher.steps import CALLBACK_QUEUE, STEP_FUNCTIONS, StepHistory, all_qu
 
 from .context import install
 from .maintenance import MaintenanceLoop, promote_scheduled
+from .polls import DuePump, pump_due
 
 log = dlog.get_logger()
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -117,11 +119,12 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
     install(d)
     history = StepHistory(d.generations, settings.step_history_ttl)
     rq_glue.install_history(history)  # for the claimed starts a step runs after itself (chain.py)
-    loop = MaintenanceLoop(d, settings.maintenance_interval)
+    loop, pump = MaintenanceLoop(d, settings.maintenance_interval), DuePump(d)
     if callbacks:
         queues, role = [CALLBACK_QUEUE], "callbacks"
     else:  # step workers never take a callback: a receiver must not delay a generation's steps
         loop.start()
+        pump.start()  # due polls, claimed in batches (workers/polls.py)
         queues, role = [q for q in all_queue_names(sorted(providers.REGISTRY)) if q != CALLBACK_QUEUE], "steps"
     pause = 0.5
     try:
@@ -135,6 +138,7 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
                 # no RQ scheduler: its forked child outlives a SIGKILLed worker; maintenance promotes delayed steps
                 if burst:
                     promote_scheduled(d, queues)
+                    pump_due(d, sorted(d.r.smembers(keys.providers_seen())))
                 worker.work(with_scheduler=False, burst=burst, logging_level="WARNING")
                 if burst or worker.stop_asked:
                     return
@@ -150,6 +154,7 @@ def run_worker(settings, *, burst: bool = False, callbacks: bool = False) -> Non
             pause = min(pause * 2, 5.0)
     finally:
         loop.stop()
+        pump.stop()
         metrics.flush(d)
 
 

@@ -1,8 +1,8 @@
 """The RQ step functions: each runs for the milliseconds of one upstream call.
 
 `start` submits upstream and saves the upstream id before anything else;
-`poll` checks the upstream, renews the lease and reschedules itself until the
-upstream finishes; then the record is finished, the slot released (which
+a poll (run by a poll batch, workers/polls.py, or by `poll` for one generation) checks the
+upstream, renews the lease and makes the next poll due until the upstream finishes; then the record is finished, the slot released (which
 admits the next waiter, whose start this step's RQ job may run next: chain.py)
 and the callback enqueued. A step whose id is not the
 generation's current `step` was superseded and does nothing, and a step that
@@ -44,8 +44,7 @@ TOKEN_REUSE_S = 0.25  # seconds after a token check during which the start step'
 
 class PollLag:
     """Benchmark instrumentation, off unless `DISPATCHER_RECORD_POLL_LAG=1`: how late each
-    poll step starts (now - the `due` time its enqueue recorded; RQ schedules delayed jobs
-    by whole seconds, so a poll may also start up to 1 s early), pushed to the Redis list
+    poll starts (now - the `due` time the previous step recorded), pushed to the Redis list
     `PollLag.KEY` in batches (one RPUSH per BATCH samples or per second), so measuring
     adds next to no round trips to the path it measures."""
 
@@ -89,16 +88,22 @@ def _load(generation_id: str, step_id: str | None):
         raise
     renewed(replies[1])
     gen, account = found(replies[0])
+    return d, *loaded(d, gen, account, step_id)
+
+
+def loaded(d: Core, gen, account, step_id: str | None):
+    """(generation, account) as read by a step, or (None, None) when there is nothing to do:
+    the record is gone, the step superseded, or the generation ended (its slot released)."""
     if gen is None:
-        return d, None, None  # record gone (expired/never written): maintenance reaps any slot
+        return None, None  # record gone (expired/never written): maintenance reaps any slot
     if step_id is not None and gen.step and gen.step != step_id:
-        return d, None, None  # superseded by a newer step for the same generation
+        return None, None  # superseded by a newer step for the same generation
     dlog.clear()
     dlog.bind(generation_id=gen.id, provider=gen.provider, account=gen.account)
     if gen.terminal:
         _release(d, gen.provider, gen.id)
-        return d, None, None
-    return d, gen, d.accounts.decode(gen.provider, account)
+        return None, None
+    return gen, d.accounts.decode(gen.provider, account)
 
 
 def _release(d: Core, provider: str, generation_id: str) -> None:
@@ -267,10 +272,15 @@ def _poll(generation_id: str, step_id: str | None = None) -> str:
     d, gen, acct = _load(generation_id, step_id)
     if gen is None:
         return "skipped"
+    return poll_loaded(d, gen, acct)
+
+
+def poll_loaded(d: Core, gen, acct) -> str:
+    """A poll of a generation read and leased by `_load` or by a poll batch (workers/polls.py)."""
     if _lag is not None and gen.due:
         _lag.add(d, gen.due)
     if not gen.upstream_id:
-        return _start(generation_id, None)
+        return _start(gen.id, None)
     return _check(d, gen, account=acct)
 
 

@@ -2,7 +2,8 @@
 
 Every script is a file of its own, opening with a header (KEYS, ARGV, Returns, Invariant;
 tests/capacity/test_semaphore.py enforces it). A `Family` is a folder of scripts loaded alike:
-- the core scripts, in this folder (`transition`, `update_existing`, `with_account`), each sent
+- the core scripts, in this folder (`transition`, `update_existing`, `with_account`,
+  `claim_due`, `claim_queued`), each sent
   as written: `source(name)`, `register(client, name)`;
 - the capacity scripts (`dispatcher/capacity/scripts/`), each sent with the shared prelude
   `_pump.lua` in front of it (`Family.prelude`).
@@ -83,7 +84,8 @@ class Family:
         return scripts
 
 
-CORE = Family(Path(__file__).parent, ("transition", "update_existing", "with_account"))
+CORE = Family(Path(__file__).parent, ("transition", "update_existing", "with_account", "claim_due",
+                                   "claim_queued"))
 
 
 def source(name: str) -> str:

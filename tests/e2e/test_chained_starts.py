@@ -198,3 +198,36 @@ def test_a_step_run_outside_a_step_job_entry_point_claims_nothing(dispatcher, sa
     dispatcher.core.rq.lrem(f"rq:queue:{QUEUE}", 0, first)
     assert steps._start(ids[0], first) == COMPLETED  # the timed step itself, not the entry point
     assert _queued(dispatcher) == [dispatcher.get(ids[1]).step]
+
+
+def _no_line(dispatcher, sandbox, n: int, cookie: str) -> list[str]:
+    """One account with room for all n (no line): every start job is queued at submit."""
+    sandbox.post("/_sandbox/users", json={"provider": PROVIDER, "cookie": cookie, "concurrency": n,
+                                          "duration": 0}).raise_for_status()
+    dispatcher.upsert_account(PROVIDER, {"cookie": cookie, "maxJobs": n})
+    return [dispatcher.submit(PROVIDER, OPERATION, {"prompt": f"q{i}", "sandbox_duration": 0}).id for i in range(n)]
+
+
+def test_with_no_line_a_start_job_runs_the_starts_queued_behind_it_up_to_its_bound(dispatcher, sandbox, steps,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(dispatcher.core, "settings", dispatcher.settings.with_(chain_starts=5))
+    ids = _no_line(dispatcher, sandbox, 8, "ch-cookie-000010")
+    first = dispatcher.core.rq.lpop(f"rq:queue:{QUEUE}").decode()  # dequeued, as a worker does
+    assert Job.fetch(first, connection=dispatcher.core.rq).perform() == COMPLETED
+    states = [dispatcher.get(g).state for g in ids]
+    assert states == [COMPLETED] * 6 + [ADMITTED] * 2, "its own start, then 5 claimed from the queue's head"
+    assert _queued(dispatcher) == [dispatcher.get(g).step for g in ids[6:]]
+    finished = FinishedJobRegistry(QUEUE, connection=dispatcher.core.rq)
+    for gen_id in ids[1:6]:  # each claimed start shows as a finished RQ job under its own name
+        job = Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.core.rq)
+        assert job.get_status() == "finished" and job.id in finished.get_job_ids()
+    assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
+
+
+def test_a_queued_claim_never_takes_a_job_past_a_poll_batch(dispatcher, sandbox, steps):
+    ids = _no_line(dispatcher, sandbox, 3, "ch-cookie-000011")
+    first = dispatcher.core.rq.lpop(f"rq:queue:{QUEUE}").decode()
+    dispatcher.core.rq.lpush(f"rq:queue:{QUEUE}", "riffusion_polls_0000")  # a batch at the head
+    assert Job.fetch(first, connection=dispatcher.core.rq).perform() == COMPLETED
+    assert [dispatcher.get(g).state for g in ids] == [COMPLETED, ADMITTED, ADMITTED]
+    assert _queued(dispatcher)[0] == "riffusion_polls_0000" and len(_queued(dispatcher)) == 3

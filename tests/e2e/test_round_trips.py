@@ -205,22 +205,36 @@ def test_a_chain_of_instant_generations_is_three_round_trips_each_and_one_to_rec
     assert sandbox.get("/_sandbox/stats").json()["duplicates"] == 0
 
 
-def test_a_poll_that_finds_the_upstream_busy_is_two_round_trips(dispatcher, sandbox, steps):
-    """load (record + lease + account) → schedule the next poll, with the health record riding along."""
+def test_a_poll_batch_that_finds_the_upstream_busy_is_two_round_trips_however_many_it_polls(dispatcher, sandbox,
+                                                                                            steps):
+    """load (every record + lease + account) → every next due time, the health records riding along."""
     from rq.job import Job
 
-    sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000002", "concurrency": 2,
+    from workers import polls
+
+    sandbox.post("/_sandbox/users", json={"provider": "riffusion", "cookie": "rt-cookie-000002", "concurrency": 6,
                                           "duration": 60}).raise_for_status()
-    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000002", "maxJobs": 2})["user_id"]
-    ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}"}).id for i in range(2)]
-    for gen_id in ids:  # start both (the first loads every script); each schedules its first poll
-        assert Job.fetch(dispatcher.get(gen_id).step, connection=dispatcher.core.rq).perform() == "submitted"
-    poll = Job.fetch(dispatcher.get(ids[1]).step, connection=dispatcher.core.rq)
-    assert poll.func_name == "workers.steps.poll"
+    account = dispatcher.upsert_account("riffusion", {"cookie": "rt-cookie-000002", "maxJobs": 6})["user_id"]
+    ids = [dispatcher.submit("riffusion", "music/generate", {"prompt": f"p{i}"}).id for i in range(6)]
+    for gen_id in ids:  # start each (the first also runs the starts queued behind it: chain.py)
+        step = dispatcher.get(gen_id).step
+        if "_start_" in step:
+            assert Job.fetch(step, connection=dispatcher.core.rq).perform() == "submitted"
+    assert {dispatcher.get(g).state for g in ids} == {"submitted"}
+    due = dispatcher.core.r.zrange(keys.due("riffusion"), 0, -1)
+    assert sorted(due) == sorted(ids), "every running generation waits in the due index, with no RQ job"
+    assert polls.pump_due(dispatcher.core, ["riffusion"], now=10 ** 10) == 1, "six due polls make one batch job"
+    queued = [j.decode() for j in dispatcher.core.rq.lrange("rq:queue:dispatcher.riffusion", 0, -1)]
+    [batch_id] = [j for j in queued if "_polls_" in j]
+    assert queued[0] == batch_id, "a poll batch goes ahead of queued starts"
+    batch = Job.fetch(batch_id, connection=dispatcher.core.rq)
+    assert batch.func_name == "workers.polls.poll_batch" and sorted(batch.args[1]) == sorted(ids)
+    assert batch.description.startswith("riffusion poll 6: ") and public_id(ids[0], "job") in batch.description
     with round_trips() as sent:
-        assert poll.perform() == "polling"
+        assert batch.perform() == "6 polled: 6 polling"
     assert len(sent) == 2, [_names(c) for c in sent]
     packed = b"".join(sent[1]) if isinstance(sent[1], (list, tuple)) else sent[1]
     assert keys.failures("riffusion", account).encode() in packed, \
-        "the good status call is recorded in the scheduling round trip"
-    assert dispatcher.get(ids[1]).polls == 1
+        "the good status calls are recorded in the scheduling round trip"
+    assert all(dispatcher.get(g).polls == 1 for g in ids)
+    assert dispatcher.core.r.zcard(keys.due("riffusion")) == 6

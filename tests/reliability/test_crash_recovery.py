@@ -75,11 +75,11 @@ def test_sigkill_workers_during_300_generations(rig, fleet, settings, events, to
     assert resumed, "twenty kills mid-run orphaned nothing: the test did not exercise recovery"
 
 
-def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, settings, events, to_epoch):
-    """Delayed polls are promoted by the maintenance tick: killing the process that runs it hands the
-    job to another worker within the lock TTL, not after RQ's 61 s scheduler lock plus its 10-minute
-    maintenance pass. Measured: how overdue any delayed step ever gets."""
-    from rq.registry import ScheduledJobRegistry
+def test_killing_the_maintenance_holder_never_stalls_due_polls(rig, fleet, settings, events, to_epoch):
+    """Due polls are claimed by every step worker (workers/polls.py), and maintenance (which keeps
+    leases and resumes orphans) moves to another worker within the lock TTL, not after RQ's 61 s
+    scheduler lock plus its 10-minute maintenance pass. Measured: how overdue any due poll gets."""
+    from dispatcher import keys
 
     rig.add_accounts(2, 10)
     fleet.start(3)
@@ -92,10 +92,10 @@ def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, s
         holder = taken[-1]["pid"] if taken else None
         time.sleep(0.1)
     assert holder in [p.pid for p in fleet.procs]
-    registry = ScheduledJobRegistry("dispatcher.runwayml", connection=rig.d.core.rq)
-    while not registry.count and time.monotonic() < deadline:
+    due_key = keys.due("runwayml")
+    while not rig.d.core.r.zcard(due_key) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert registry.count, "no delayed poll was scheduled"
+    assert rig.d.core.r.zcard(due_key), "no poll was due"
 
     killed_at = time.time()
     victim = [p.pid for p in fleet.procs].index(holder)
@@ -103,8 +103,8 @@ def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, s
     worst = 0.0
     while rig.states(ids) and any(s in ("waiting", "admitted", "submitted") for s in rig.states(ids).values()):
         now = time.time()
-        due = rig.d.core.rq.zrangebyscore(registry.key, 0, now, withscores=True)
-        worst = max([worst, *(now - score for _, score in due)])
+        due = rig.d.core.r.zrangebyscore(due_key, 0, now * 1000, withscores=True)
+        worst = max([worst, *(now - score / 1000 for _, score in due)])
         if time.time() - killed_at > 120:
             break
         time.sleep(0.1)
@@ -116,7 +116,43 @@ def test_killing_the_maintenance_holder_never_stalls_delayed_polls(rig, fleet, s
     takeover = to_epoch(taken[0]["timestamp"]) - killed_at
     lock_ttl = max(settings.maintenance_interval * 3, 1.0)
     print(f"\nmaintenance holder killed: taken over after {takeover:.2f}s (lock TTL {lock_ttl:.1f}s); "
-          f"most overdue delayed step {worst:.2f}s (RQ's scheduler: 61 s lock + up to 10 min)")
+          f"most overdue due poll {worst:.2f}s (RQ's scheduler: 61 s lock + up to 10 min)")
     assert takeover <= lock_ttl + 2 * settings.maintenance_interval + 0.5
-    # due times are whole seconds (RQ floors them), so a step may look up to 1 s overdue when promoted on time
+    # every worker claims what is due every POLL_TICK: the holder's death never stalls a poll
     assert worst <= 1.0 + lock_ttl + 2 * settings.maintenance_interval + 1.0
+
+
+def test_sigkill_in_the_middle_of_poll_batches_loses_nothing_and_submits_nothing_twice(rig, fleet, settings, events):
+    """Each kill lands on the worker that runs a poll batch at that moment (its RQ job names the
+    worker): the batch's generations were claimed in the due index and their leases renewed, then
+    nobody polls them. Maintenance resumes them once their leases run out (the claim alone would
+    hold them for CLAIM_S), and every generation completes, each submitted upstream once."""
+    from rq.job import Job
+    from rq.registry import StartedJobRegistry
+
+    rig.add_accounts(4, 10, faults={"slow": 0.5}, slow_seconds=0.3)  # slow status calls: long batches
+    fleet.start(2)
+    rig.wait_workers(2)
+    ids = rig.submit(40, durations=(4.0, 6.0, 8.0))
+    started = StartedJobRegistry("dispatcher.runwayml", connection=rig.d.core.rq)
+    kills, deadline = 0, time.monotonic() + 120
+    while kills < 4 and time.monotonic() < deadline:
+        batches = [j for j in started.get_job_ids() if "_polls_" in j]  # a killed one stays listed a while
+        running = [int(j.worker_name.split("-")[1]) for j in Job.fetch_many(batches, connection=rig.d.core.rq)
+                   if j is not None and j.worker_name]
+        alive = [p.pid for p in fleet.procs]
+        victim = next((alive.index(pid) for pid in running if pid in alive), None)
+        if victim is None:
+            time.sleep(0.02)
+            continue
+        fleet.kill(victim)
+        fleet.restart(victim)
+        kills += 1
+        time.sleep(1.0)
+    assert kills == 4, f"only {kills} kills landed on a running poll batch"
+    states = rig.wait_finished(ids, timeout=180)
+    stats = rig.assert_clean_finish(ids, states)
+    resumed = [e for e in events(fleet.logs()) if e.get("event") == "orphan resumed" and e.get("upstream_id")]
+    print(f"\npoll batches killed: {kills}; orphans resumed from their upstream id: {len(resumed)}; upstream "
+          f"submitted {sum(u['submitted'] for u in stats['users'].values())} for {len(ids)} generations")
+    assert resumed, "no killed batch left a generation for maintenance: the test did not exercise recovery"

@@ -1,0 +1,111 @@
+"""How the workers' CPU grows with generations in flight: bench/inflight.py at several sizes, plotted.
+
+    python bench/inflight_scaling.py [--sizes 500,1000,2000,5000] [--duration 120] [--workers 2]
+                                     [--out docs/inflight-cpu]
+
+Runs `bench/inflight.py --generations N` once per size, one after another, and reads each run's
+last line (`steady_inflight`, `steady_cpu_per_s`, `cpu_ms_per_poll`, `poll_lag_p95_s`, `rss_mb`).
+Writes `<out>.svg` (a plot of workers' CPU per second, in % of one core, against generations
+held in flight) and, when Chromium is on the machine, `<out>.png` rendered from it. Runs on a
+machine with more cores show the same curve further out; the machine's core count is printed
+on the plot. Last line: `cpu_per_s_<size>=… cpu_ms_per_poll_<size>=…` for each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+W, H, PAD = 640, 400, 60
+
+
+def run(size: int, duration: float, workers: int) -> dict:
+    cmd = [sys.executable, str(ROOT / "bench" / "inflight.py"), "--generations", str(size), "--duration",
+           str(duration), "--workers", str(workers)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=duration + 1800)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"generations": size, "failed": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    figures = dict(pair.split("=", 1) for pair in lines[-1].split())
+    return {"generations": size, **{k: float(v) for k, v in figures.items()}}
+
+
+def svg(points: list[dict], cores: int) -> str:
+    xs = [p["steady_inflight"] for p in points] or [1]
+    ys = [100 * p["steady_cpu_per_s"] for p in points] or [1]
+    x_max, y_max = max(xs) * 1.1, max(max(ys) * 1.2, 10)
+
+    def at(x, y):
+        return PAD + x / x_max * (W - 2 * PAD), H - PAD - y / y_max * (H - 2 * PAD)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+           f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="15">Worker CPU while holding generations in '
+           f'flight ({cores} cores)</text>']
+    for i in range(6):  # grid and axes labels
+        y = y_max * i / 5
+        _, py = at(0, y)
+        out.append(f'<line x1="{PAD}" y1="{py:.1f}" x2="{W - PAD}" y2="{py:.1f}" stroke="#ddd"/>'
+                   f'<text x="{PAD - 6}" y="{py + 4:.1f}" text-anchor="end">{y:.0f}%</text>')
+        x = x_max * i / 5
+        px, _ = at(x, 0)
+        out.append(f'<text x="{px:.1f}" y="{H - PAD + 18}" text-anchor="middle">{x:.0f}</text>')
+    out.append(f'<text x="{W / 2}" y="{H - 14}" text-anchor="middle">generations running upstream (steady state)'
+               f'</text><text x="16" y="{H / 2}" transform="rotate(-90 16 {H / 2})" text-anchor="middle">worker '
+               f'CPU, % of one core</text>')
+    path = " ".join(f"{'M' if i == 0 else 'L'}{at(x, y)[0]:.1f},{at(x, y)[1]:.1f}" for i, (x, y) in
+                    enumerate(sorted(zip(xs, ys))))
+    out.append(f'<path d="{path}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+    for p, x, y in zip(points, xs, ys):
+        px, py = at(x, y)
+        out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="#1f77b4"/><text x="{px + 6:.1f}" '
+                   f'y="{py - 6:.1f}">{p["cpu_ms_per_poll"]:.2f} ms/poll</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def png(svg_path: Path, png_path: Path) -> bool:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp}",
+                               f"--screenshot={png_path}", f"--window-size={W},{H}", svg_path.resolve().as_uri()],
+                              capture_output=True, timeout=120)
+    return done.returncode == 0 and png_path.exists()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="500,1000,2000,5000")
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="docs/inflight-cpu")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    for size in sizes:
+        result = run(size, args.duration, args.workers)
+        print(f"{size:>6} generations: " + " ".join(f"{k}={v}" for k, v in result.items() if k != "generations"),
+              flush=True)
+        results.append(result)
+    points = [r for r in results if "failed" not in r]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".svg").write_text(svg(points, os.cpu_count() or 1))
+    rendered = png(out.with_suffix(".svg"), out.with_suffix(".png"))
+    print(f"plot: {out.with_suffix('.svg')}" + (f", {out.with_suffix('.png')}" if rendered else " (no Chromium: no PNG)"))
+    print(" ".join(f"cpu_per_s_{r['generations']}={r.get('steady_cpu_per_s', float('nan')):.3f} "
+                   f"cpu_ms_per_poll_{r['generations']}={r.get('cpu_ms_per_poll', float('nan')):.2f}"
+                   for r in results))
+    return 0 if len(points) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
