@@ -13,12 +13,14 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from rq import Callback, Queue
+from rq.job import Dependency, Job
 
-from . import keys, providers, removal, useapi_accounts
+from . import backend_events, keys, providers, removal, useapi_accounts
 from .accounts import not_found_message, render, validate_body, validate_pace
 from .capacity import DEFAULT_PRIORITY, check_priority, check_tenant
-from .connection import url_for
-from .errors import DispatcherError, NoCapacity, NotFound, UpstreamError, ValidationError
+from .connection import url_for, wait_for
+from .errors import DispatcherError, NoCapacity, NotFound, StoreUnavailable, UpstreamError, ValidationError
 from .generations import (ADMITTED, CANCELED, FAILED, LIVE, SUBMITTED, WAITING, Generation,
                           new_id, validate_reply)
 from .logging import get_logger
@@ -127,22 +129,25 @@ class Dispatcher:
     def submit(self, provider: str, operation: str, payload: dict | None = None, *, account: str | None = None,
                reply_url: str | None = None, reply_ref: str | None = None, wait: bool = True,
                priority: int = DEFAULT_PRIORITY, tenant: str | None = None,
-               extra: dict | None = None) -> "Handle":
+               extra: dict | None = None, on_success: Callback | None = None, on_failure: Callback | None = None,
+               callback_queue: str | Queue = "default", reply_queue: dict | str | None = None,
+               rq: bool = False) -> "Handle":
         """`priority`: 0 (lowest) to 9 (highest), 5 by default: higher is admitted first, and a
         waiting generation gains a level every `DISPATCHER_PRIORITY_AGING` seconds. `tenant`: whose
         work it is; at equal priority tenants take turns (`DISPATCHER_TENANT_WEIGHTS`), and a
         tenant may be capped (`DISPATCHER_TENANT_CAPS`).
         `extra` is kept on the record: `shape` (render as that provider's status object, see
-        `dispatcher.shapes`) and `fail_fast` (fail rather than wait when no account it may use is in rotation)."""
+        `dispatcher.shapes`) and `fail_fast` (fail rather than wait when no account it may use is in rotation).
+        RQ (README "RQ-native backends"): `on_success`/`on_failure` run on `callback_queue`; `reply_queue`
+        gets the end as an RQ job; `rq=True` writes its RQ job now (else `Handle.rq_dependency` does)."""
         spec = providers.get(provider)
         payload = self._check_submission(spec, operation, payload, account, reply_url, reply_ref)
         check_priority(priority)
         check_tenant(tenant)
-        if extra is not None and not isinstance(extra, dict):
-            raise ValidationError("extra must be a dict")
+        hooks = self._check_hooks(extra, on_success, on_failure, callback_queue, reply_queue)
         gen = Generation(id=new_id(provider), provider=provider, operation=operation, payload=payload,
                          state=WAITING, created=time.time(), pinned=account, reply_url=reply_url, reply_ref=reply_ref,
-                         priority=priority, tenant=tenant, extra=dict(extra or {}))
+                         priority=priority, tenant=tenant, extra={**(extra or {}), **({"rq": 1} if hooks or rq else {})})
         cap = self.core.capacity(provider)
         # one round trip, all or nothing (MULTI): the record, then the admission, which first
         # checks that the account (or any account) exists and otherwise changes nothing. A
@@ -151,8 +156,11 @@ class Dispatcher:
         # Its start job is written too, parked: the admission (now or when it reaches the
         # head of its line) enqueues it atomically.
         required = keys.account(provider, account) if account is not None else keys.accounts(provider)
-        pipe = self.core.r.pipeline(transaction=True)
+        s = self.core.settings  # DISPATCHER_REDIS_WAIT_REPLICAS: WAIT after EXEC (docs/scaling.md)
+        pipe = wait_for(self.core.r.pipeline(transaction=True), s.redis_wait_replicas, s.redis_wait_ms)
         gen.parked = self.core.steps.park_in(pipe, provider, gen.id)
+        if gen.extra.get("rq"):  # its RQ job, deferred until it ends (dispatcher.backend_events)
+            backend_events.gate_in(pipe, self.core, gen, hooks)
         created = self.core.generations.create_in(pipe, gen)
         acquired = cap.acquire_in(pipe, gen.id, account=account, known=account is not None, wait=wait,
                                   require=required, priority=priority, tenant=tenant, operation=operation)
@@ -173,9 +181,41 @@ class Dispatcher:
                 raise self._unknown_account(spec, account) from None
             raise
         self.core.dispatch(result.admitted)
+        if pipe.confirmed is False:
+            self._unconfirmed(gen)
         log.info("generation submitted", generation_id=gen.id, provider=provider, status=result.status,
                  account=result.account)
         return Handle(self, gen.id)
+
+    def _unconfirmed(self, gen: Generation) -> None:
+        """No replica acknowledged the submission in DISPATCHER_REDIS_WAIT_MS: it is not acknowledged
+        either (503), and is canceled, best effort, so that a retry does not run it twice."""
+        try:
+            self.cancel(gen.id)
+        except Exception as exc:  # the primary is going away, most likely: the 503 says it all
+            log.warning("could not cancel an unconfirmed submission", generation_id=gen.id, error=type(exc).__name__)
+        log.warning("submission not confirmed by a replica; canceled", generation_id=gen.id,
+                    replicas=self.core.settings.redis_wait_replicas, wait_ms=self.core.settings.redis_wait_ms)
+        raise StoreUnavailable(f"Redis: no replica acknowledged the submission within "
+                               f"{self.core.settings.redis_wait_ms} ms (DISPATCHER_REDIS_WAIT_REPLICAS="
+                               f"{self.core.settings.redis_wait_replicas}); it was not accepted, try again")
+
+    def _check_hooks(self, extra, on_success, on_failure, callback_queue, reply_queue) -> backend_events.Hooks | None:
+        """What the generation's end fires on RQ (None: nothing); bad input raises, nothing written."""
+        if extra is not None and not isinstance(extra, dict):
+            raise ValidationError("extra must be a dict")
+        hooks = backend_events.Hooks(
+            queue=backend_events.check_queue_name(callback_queue, "callback_queue"),
+            on_success=backend_events.check_callback(on_success, "on_success"),
+            on_failure=backend_events.check_callback(on_failure, "on_failure"),
+            reply=backend_events.parse_reply_queue(reply_queue, self.core.settings.reply_queues))
+        return hooks if hooks.any else None
+
+    def rq_job(self, generation_id: str) -> Job:
+        """The generation's RQ job (written now if it has none): RQ jobs `depends_on` it. It stays
+        deferred while the generation runs and ends finished when it completed, failed when it failed
+        or was canceled. NotFound when the generation is unknown or expired."""
+        return backend_events.ensure(self.core, generation_id)
 
     @staticmethod
     def _unknown_account(spec, account: str | None) -> NotFound:
@@ -328,6 +368,22 @@ class Handle:
     def cancel(self) -> Generation:
         """Cancel it (see `Dispatcher.cancel`); idempotent."""
         return self._d.cancel(self.id)
+
+    @property
+    def rq_job(self) -> Job:
+        """The generation's RQ job (`Dispatcher.rq_job`), for `depends_on`."""
+        return self._d.rq_job(self.id)
+
+    @property
+    def rq_dependency(self) -> Job:
+        """What `queue.enqueue(f, depends_on=handle.rq_dependency)` takes: `f` runs once the
+        generation completed, never when it failed or was canceled (see `dependency`)."""
+        return self.rq_job
+
+    def dependency(self, allow_failure: bool = False) -> Dependency:
+        """An `rq.Dependency` on the generation; `allow_failure=True`: the dependent runs once it
+        ended, however (it reads how with `dispatcher.backends.generation_result()`)."""
+        return Dependency(jobs=[self.rq_job], allow_failure=allow_failure)
 
     def __repr__(self) -> str:
         return f"<Handle {self.id}>"

@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from . import keys, metrics, providers, shapes
+from . import backend_events, keys, metrics, providers, shapes
 from .accounts import ON_HOLD, OUT_OF_CREDITS, AccountStore
 from .capacity import Admission, Capacity
 from .capacity.policy import DEFAULT_AGING_MS
@@ -37,8 +37,8 @@ class Core:
     def __init__(self, redis_url: str, settings: Settings | None = None, *, http: httpx.Client | None = None):
         self.settings = settings or Settings.from_env()
         self.redis_url = redis_url
-        self.r = connect(redis_url)
-        self.rq = connect_rq(redis_url)
+        self.r = connect(redis_url, sentinel_password=self.settings.redis_sentinel_password)
+        self.rq = connect_rq(redis_url, sentinel_password=self.settings.redis_sentinel_password)
         self.vault = Vault.from_settings(self.settings)
         self.accounts = AccountStore(self.r, self.vault)
         self.generations = GenerationStore(self.r, result_ttl=self.settings.result_ttl,
@@ -258,6 +258,8 @@ class Core:
         pipe = self.r.pipeline(transaction=False)
         self.steps.unpark_in(pipe, gen.provider, gen.parked)
         pipe.delete(keys.generation(gen.provider, gen.id))
+        if gen.extra.get("rq"):
+            backend_events.discard_in(pipe, self, gen)
         pipe.execute()
 
     def dispatch(self, admissions: list[Admission] | tuple[Admission, ...]) -> None:
@@ -310,6 +312,11 @@ class Core:
         metrics.finished(self, gen)
         if gen and gen.reply_url:
             self.steps.callback(generation_id, self.settings.callback_retries)
+        if gen and gen.extra.get("rq"):  # its RQ job: released for the backends' dependents and callbacks
+            try:
+                backend_events.release(self, generation_id)
+            except Exception as exc:  # maintenance's sweep hands it over (backend_events.sweep)
+                log.warning("generation's RQ job not released", generation_id=generation_id, error=type(exc).__name__)
 
     def callback_body(self, gen: Generation) -> dict:
         """What a replyUrl receives: the generation as the status endpoint answers it

@@ -139,7 +139,7 @@ def check_key(vault: Vault, client, *, wait: bool = False) -> None:
 
 def check_settings_key(settings, *, wait: bool = True) -> None:
     """`check_key` for processes that hold no Core (the worker pool's supervisor)."""
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, sentinel_password=settings.redis_sentinel_password)
     try:
         check_key(Vault.from_settings(settings), client, wait=wait)
     finally:

@@ -17,6 +17,8 @@ from .errors import ConfigurationError
 PREFIX = "DISPATCHER_"
 UPSTREAM_KINDS = ("direct", "useapi")
 TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as dispatcher.capacity.policy.TENANT
+REPLY_QUEUE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # an RQ queue name a replyQueue may name
+REPLY_FUNCTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*|\.[A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _env(name: str) -> str | None:
@@ -28,7 +30,10 @@ def _env(name: str) -> str | None:
 class Settings:
     """Every tunable of the dispatcher; field name FOO is env `DISPATCHER_FOO`."""
 
-    redis_url: str | None = None  # unset: embedded Redis in data_dir
+    redis_url: str | None = None  # unset: embedded Redis in data_dir; redis:// or redis+sentinel:// (docs/scaling.md)
+    redis_sentinel_password: str | None = None  # the sentinels' own password (a secret), for redis+sentinel://
+    redis_wait_replicas: int = 0  # submits WAIT for this many replicas (503 when they do not ack); 0: no WAIT
+    redis_wait_ms: int = 100  # ... at most this many milliseconds
     data_dir: Path = Path(".dispatcher")
     api_tokens: tuple[str, ...] = ()  # unset: a token is generated into data_dir
     secret_key: str | None = None  # Fernet key; unset: generated into data_dir
@@ -74,6 +79,9 @@ class Settings:
     max_waiting: int = 10000  # waiting generations per provider; past it submit answers 429 with Retry-After
     callback_allow: tuple[str, ...] = ()  # hosts or networks a replyUrl may reach although internal (loopback…)
     callback_deadline: float = 10.0  # seconds one callback delivery may take in all (connect, send, read)
+    # replyQueue destinations an HTTP create may name, "queue=function" (a function path, or a module
+    # prefix ending in ".*"); none: replyQueue is refused (see README "RQ-native backends")
+    reply_queues: tuple[str, ...] = ()
     redis_maxmemory: str = "1gb"  # maxmemory of the embedded Redis (policy noeviction: writes refused, never evicted)
 
     def __post_init__(self):
@@ -109,8 +117,17 @@ class Settings:
                 if not TENANT.fullmatch(tenant) or not n.isdigit() or int(n) < low:
                     raise ConfigurationError(f"{PREFIX}{name} takes tenant={'weight' if low else 'n'} pairs "
                                              f"(a whole number of at least {low}), got {pair!r}")
+        if self.redis_wait_replicas < 0 or self.redis_wait_ms < 1:
+            raise ConfigurationError(f"{PREFIX}REDIS_WAIT_REPLICAS must be 0 or more, {PREFIX}REDIS_WAIT_MS 1 or more "
+                                     "(WAIT 0 would block forever)")
         if self.useapi_sync < 0:
             raise ConfigurationError(f"{PREFIX}USEAPI_SYNC must be 0 or more seconds")
+        for pair in self.reply_queues:
+            queue, _, function = pair.partition("=")
+            ours = queue.startswith("dispatcher.")  # the dispatcher's own queues run its workers' code
+            if ours or not REPLY_QUEUE.fullmatch(queue) or not REPLY_FUNCTION.fullmatch(function):
+                raise ConfigurationError(f"{PREFIX}REPLY_QUEUES takes queue=function pairs (a dotted function path, "
+                                         f"or a module prefix ending in .*; not a dispatcher.* queue), got {pair!r}")
 
     def tenant_table(self, which: str) -> dict[str, int]:
         """`tenant_weights` or `tenant_caps` ("weights" | "caps") as {tenant: n}."""

@@ -9,6 +9,7 @@ active at a time. Each tick, per provider:
   upstream id was saved, `start` (idempotent) otherwise;
 - reap: expired leases of generations that are gone or finished return their
   slots (never a live one's: see `resume_orphans`);
+- hand over ended generations' RQ jobs a dead worker left deferred (`backend_events.sweep`);
 - pump: admit waiters where time made room (cooldowns ended);
 - sweep parked start jobs whose generation stopped waiting for them, at most
   every SWEEP_EVERY seconds (see `StepQueue.sweep_parked`);
@@ -30,7 +31,7 @@ import redis
 
 from dispatcher import keys
 from dispatcher import logging as dlog
-from dispatcher import metrics, providers, rq_glue, useapi_accounts
+from dispatcher import backend_events, metrics, providers, rq_glue, useapi_accounts
 from dispatcher.errors import UpstreamError
 from dispatcher.generations import ADMITTED, LIVE
 from dispatcher.steps import CALLBACK_QUEUE, FAILURE_TTL, all_queue_names, poll_step, queue_name
@@ -186,11 +187,12 @@ def recover_callbacks(d: Core, limit: int = 200) -> int:
 
 def tick(d: Core, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
-              "callbacks": recover_callbacks(d), "resumed": 0, "refreshed": 0, "unparked": 0,
+              "callbacks": recover_callbacks(d), "resumed": 0, "handed": 0, "refreshed": 0, "unparked": 0,
               "synced": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
         totals["resumed"] += resume_orphans(d, provider)
+        totals["handed"] += backend_events.sweep(d, provider)  # ends a dead worker did not hand to RQ
         d.dispatch(cap.pump())
         totals["unparked"] += sweep_parked(d, provider)
         d.unflag_expired(provider)

@@ -109,13 +109,14 @@ def create(d: Dispatcher, spec: ProviderSpec, operation: str, body: dict, query_
     pin = _optional_str(payload, spec.id_field)
     reply_url = _optional_str(payload, "replyUrl")
     reply_ref = _optional_str(payload, "replyRef")
+    reply_queue = payload.pop("replyQueue", None)  # checked by submit (DISPATCHER_REPLY_QUEUES)
     wait = parse_wait(payload.pop("wait", query_wait))
     _check_max_jobs(spec, payload.pop("maxJobs", None))
     if spec.shape.prepare is not None:
         payload, pin = spec.shape.prepare(payload, pin)
     refuse_out_of_rotation(d, spec, pin)
     handle = d.submit(spec.name, operation, payload, account=pin, reply_url=reply_url, reply_ref=reply_ref,
-                      wait=wait, priority=priority, tenant=tenant, extra={"shape": spec.name, "fail_fast": True})
+                      reply_queue=reply_queue, wait=wait, priority=priority, tenant=tenant, extra={"shape": spec.name, "fail_fast": True})
     return shapes.render(handle.refresh())
 
 

@@ -19,7 +19,7 @@ from ..errors import NotFound, ValidationError
 from ..providers import ABSENT, ACCOUNTS, CANCEL, CREATE, LIST, STATUS, UPLOAD, REGISTRY, ProviderSpec, Route
 from . import compat
 from . import models
-from .jobs import PRIORITY_SCHEMA
+from .jobs import PRIORITY_SCHEMA, REPLY_QUEUE_SCHEMA
 from .body import raw_body, read_object
 
 router = APIRouter()
@@ -31,6 +31,7 @@ def _create_schema(spec: ProviderSpec) -> dict:
     props = {
         spec.id_field: {"type": "string", "description": "pin the generation to this account"},
         "replyUrl": {"type": "string", "maxLength": 1024}, "replyRef": {"type": "string", "maxLength": 1024},
+        "replyQueue": REPLY_QUEUE_SCHEMA,
         "wait": {"type": "boolean", "description": "false: answer 429 instead of waiting for a free slot"},
         "maxJobs": {"type": "integer", "minimum": low, "maximum": high, "description": "validated, not applied"},
         "priority": PRIORITY_SCHEMA,

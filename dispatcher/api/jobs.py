@@ -13,7 +13,7 @@ from .models import Job
 
 router = APIRouter()
 RESERVED = ("accounts", "scheduler")
-CONTROL_FIELDS = ("replyUrl", "replyRef", "wait", "priority")
+CONTROL_FIELDS = ("replyUrl", "replyRef", "replyQueue", "wait", "priority")
 
 
 def parse_wait(value) -> bool:
@@ -30,6 +30,14 @@ PRIORITY_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 9, "default": 5,
                    "description": "0 (lowest) to 9 (highest): higher is admitted first; waiting raises it over time"}
 
 
+REPLY_QUEUE_SCHEMA = {
+    "type": "object", "required": ["queue", "function"], "additionalProperties": False,
+    "description": "when the job ends, enqueue `function(event)` on this RQ queue (the replyUrl body as "
+                   "`event`); the pair must be allowed by DISPATCHER_REPLY_QUEUES",
+    "properties": {"queue": {"type": "string", "maxLength": 128}, "function": {"type": "string", "maxLength": 200},
+                   "serializer": {"type": "string", "enum": ["pickle", "json"], "default": "pickle"}}}
+
+
 def parse_priority(value) -> int:
     """The `priority` field of a create: absent means 5; anything but a whole number 0..9 is a 400."""
     if value is None:
@@ -38,7 +46,8 @@ def parse_priority(value) -> int:
 
 
 def split_body(spec: ProviderSpec, body: dict) -> tuple[dict, dict]:
-    """Separate the dispatcher's own fields (pin, replyUrl, replyRef, wait) from the upstream payload."""
+    """Separate the dispatcher's own fields (pin, replyUrl, replyRef, replyQueue, wait, priority) from the
+    upstream payload."""
     control = {k: body[k] for k in CONTROL_FIELDS if k in body}
     pin = body.get(spec.id_field)
     if pin is not None and not isinstance(pin, str):
@@ -61,6 +70,7 @@ def _create_route(spec: ProviderSpec) -> None:
         handle = await run_in_threadpool(
             lambda: d.submit(spec.name, operation, payload, account=control["account"],
                              reply_url=control.get("replyUrl"), reply_ref=control.get("replyRef"),
+                             reply_queue=control.get("replyQueue"),
                              wait=parse_wait(control.get("wait")), priority=parse_priority(control.get("priority")),
                              tenant=getattr(request.state, "tenant", None)))
         gen = await run_in_threadpool(handle.refresh)
@@ -69,6 +79,7 @@ def _create_route(spec: ProviderSpec) -> None:
     schema = {"type": "object", "additionalProperties": True, "properties": {
         spec.id_field: {"type": "string", "description": "pin the job to this account"},
         "replyUrl": {"type": "string", "maxLength": 1024}, "replyRef": {"type": "string", "maxLength": 1024},
+        "replyQueue": REPLY_QUEUE_SCHEMA,
         "wait": {"type": "boolean", "description": "false: answer 429 instead of waiting for capacity"},
         "priority": PRIORITY_SCHEMA}}
     router.add_api_route(

@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 
 from .. import rq_glue
 from ..errors import ConfigurationError
+from .. import sentinel
 from ..logging import get_logger, mask_url, register_secret
 from .redis_server import resolve_url
 
@@ -181,8 +182,9 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
 
     # the app's own /static route shadows the blueprint's: point it at rq-dashboard's files
     app = Flask("dispatcher.ops.dashboard", static_folder=str(Path(rq_dashboard.__file__).parent / "static"))
-    app.config.update(RQ_DASHBOARD_REDIS_URL=redis_url, RQ_DASHBOARD_POLL_INTERVAL=poll_interval_ms,
-                      DEPRECATED_OPTIONS=[])
+    sentinel_password = (settings or _env_settings()).redis_sentinel_password  # redis+sentinel:// only
+    app.config.update(**sentinel.dashboard_config(redis_url, sentinel_password),
+                      RQ_DASHBOARD_POLL_INTERVAL=poll_interval_ms, DEPRECATED_OPTIONS=[])
     if username:
         register_secret(password)
         expected = (username.encode(), password.encode())
@@ -219,11 +221,16 @@ def _clean_ended(app) -> None:
         pass  # rq-dashboard's own reads answer the error
 
 
-def _dispatcher(redis_url: str, settings):
-    from ..client import Dispatcher
+def _env_settings():
     from ..settings import Settings
 
-    return Dispatcher(redis_url, settings or Settings.from_env())
+    return Settings.from_env()
+
+
+def _dispatcher(redis_url: str, settings):
+    from ..client import Dispatcher
+
+    return Dispatcher(redis_url, settings or _env_settings())
 
 
 def run_dashboard(settings, *, host: str = "127.0.0.1", port: int | None = None, username: str | None = None,

@@ -95,7 +95,8 @@ def test_compose_redis_requires_a_password_every_service_uses():
         url = environment(service).get("DISPATCHER_REDIS_URL")
         if url is None:
             continue
-        m = re.match(r"^redis://:(.+)@redis:6379/0$", url)
+        # REDIS_URL (the `ha` profile's sentinel URL) or else the compose Redis, password required
+        m = re.match(r"^\$\{REDIS_URL:-redis://:(.+)@redis:6379/0\}$", url)
         assert m and REQUIRED_PASSWORD.match(m.group(1)), f"service {name}: {url}"
 
 
@@ -107,7 +108,7 @@ def test_compose_shape():
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
     for name in ("api", "worker", "dashboard"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert environment(services[name])["DISPATCHER_REDIS_URL"].endswith("@redis:6379/0")
+        assert environment(services[name])["DISPATCHER_REDIS_URL"].endswith("@redis:6379/0}")
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker, "worker must stay scalable"
     assert services["sandbox"]["profiles"] == ["demo"]
@@ -128,6 +129,37 @@ def _default(field: dataclasses.Field) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def test_compose_ha_profile_is_a_replica_and_three_sentinels():
+    """`--profile ha`: a replica of `redis` and three sentinels (quorum 2) monitoring it, each with the
+    password from the environment (never on a command line), state kept in its own volume; the
+    sentinel URL of the compose header parses (dispatcher.sentinel)."""
+    from dispatcher import sentinel
+
+    services = compose()["services"]
+    ha = {name for name, service in services.items() if "ha" in service.get("profiles", [])}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}, ha
+    replica = services["redis-replica"]["command"]
+    assert replica[0] == "redis-server" and replica[replica.index("--replicaof") + 1:][:2] == ["redis", "6379"]
+    for command in (replica, services["redis"]["command"]):  # either may be the primary after a failover
+        assert REQUIRED_PASSWORD.match(command[command.index("--masterauth") + 1]), command
+        assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    volumes = set()
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        service = services[name]
+        script = service["command"][-1]
+        assert "sentinel monitor dispatcher redis 6379 2" in script and "exec redis-sentinel" in script
+        assert "$$REDISCLI_AUTH" in script and "REDIS_PASSWORD" not in script, "the password stays off argv"
+        assert REQUIRED_PASSWORD.match(environment(service)["REDISCLI_AUTH"])
+        assert "ports" not in service
+        volumes.add(service["volumes"][0])
+    assert len(volumes) == 3, "each sentinel keeps what it learned in its own volume"
+    header = COMPOSE.read_text().split("\nx-common-environment", 1)[0]
+    url = re.search(r'REDIS_URL="(redis\+sentinel://[^"]+)"', header).group(1).replace("$REDIS_PASSWORD", "pw")
+    spec = sentinel.parse(url)
+    assert spec.service == "dispatcher" and len(spec.hosts) == 3
+    assert {h for h, _ in spec.hosts} == {"sentinel-1", "sentinel-2", "sentinel-3"}
 
 
 def test_readme_configuration_table_matches_the_settings():
