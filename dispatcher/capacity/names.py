@@ -15,7 +15,7 @@ _DERIVED = {
     keys.used: "used", keys.leases: "leases", keys.holder: "holder", keys.cooldown: "cooldown",
     keys.usable_until: "usable", keys.waiting: "waiting", keys.pinned_lines: "pinned_lines",
     keys.started: "started", lambda p: keys.pinned(p, ""): "pinned:",
-    keys.lines: "lines", lambda p: keys.line(p, ""): "line:", keys.enqueued: "enq", keys.generation_tenant: "gten",
+    keys.lines: "lines", keys.parked_lines: "plines", lambda p: keys.line(p, ""): "line:", keys.enqueued: "enq", keys.generation_tenant: "gten",
     keys.tenant_slots: "trun", keys.tenant_pass: "tpass", keys.policy: "policy", keys.pace: "pace",
     lambda p: keys.starts(p, ""): "starts:", keys.quarantine: "quar", keys.generation_operation: "gop",
     lambda p: keys.generation(p, ""): "gen:",
@@ -31,3 +31,8 @@ def check_derived_names(provider: str) -> None:
         if name_of(provider) != prefix + suffix:
             raise RuntimeError(f"scripts/_pump.lua derives {prefix + suffix!r} but keys.py names "
                                f"{name_of(provider)!r}: keep them in step")
+
+
+def parked_lines(provider: str) -> str:
+    """set: the parked common sub-lines (`keys.parked_lines`; tests and tools name it here)."""
+    return keys.parked_lines(provider)

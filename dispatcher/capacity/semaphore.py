@@ -344,12 +344,11 @@ class Capacity:
             fields[f"w:{check_tenant(name)}"] = _check_int(f"weight of {name}", value, minimum=1)
         for name, value in (caps or {}).items():
             fields[f"c:{check_tenant(name)}"] = _check_int(f"cap of {name}", value, minimum=0)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.policy(self.provider))
-        if fields != {"aging_ms": DEFAULT_AGING_MS}:  # the default policy is stored as no policy
-            pipe.hset(keys.policy(self.provider), mapping=fields)
-        pipe.execute()
-        return self.pump(seed=seed)
+        if fields == {"aging_ms": DEFAULT_AGING_MS}:  # the default policy is stored as no policy
+            fields = {}
+        # one script: the hash replaced, parked sub-lines unparked, a pump (a raised cap can admit at once)
+        flat, _ = self._run("configure", "policy", "", "", *(x for kv in fields.items() for x in kv), seed=seed)
+        return _admissions(flat)
 
     def snapshot(self) -> dict:
         now, cap, used, cool, usable, waiting, pinned, common, tenants = self._run("snapshot", seed=0)

@@ -9,6 +9,7 @@ import pytest
 
 from dispatcher import keys
 from dispatcher.capacity import Capacity
+from dispatcher.capacity.names import parked_lines
 from dispatcher.errors import ValidationError
 
 P = "policy"
@@ -97,6 +98,36 @@ def test_a_tenant_cap_holds(cap):
     assert cap.snapshot()["tenants"]["small"] == 2
     cap.set_policy(caps={"small": 3})  # a raised cap admits at once
     assert cap.snapshot()["tenants"]["small"] == 3
+
+
+def test_a_capped_tenants_backlog_is_parked_until_it_has_room(cap, r):
+    """Lines of a tenant at its cap are parked (left out of every pump's scan) and come back when
+    one of its slots frees, when the policy changes, or at the periodic pump after a hand edit."""
+    cap.set_policy(caps={"small": 1})
+    cap.set_account("a", 10)
+    assert cap.acquire("s-0", tenant="small").status == "admitted"
+    for g, priority in (("s-1", 9), ("s-2", 1), ("s-3", 9)):
+        assert cap.acquire(g, tenant="small", priority=priority).status == "waiting"
+    assert cap.acquire("x", tenant="other").status == "admitted"  # its pump parks small's lines
+
+    def parked():
+        return {n.decode() for n in r.smembers(parked_lines(P))}
+
+    assert parked() == {"9:small", "1:small"}
+    assert [a.generation_id for a in cap.release("s-0")] == ["s-1"]  # unparked, served, parked again
+    assert parked() == {"9:small", "1:small"}
+    r.hdel(keys.policy(P), "c:small")  # by hand: no script saw it
+    assert [a.generation_id for a in cap.pump()] == ["s-3", "s-2"]
+    assert parked() == set() and cap.snapshot()["lines"] == {}
+    cap.set_policy(caps={"small": 0})
+    cap.acquire("s-4", tenant="small")
+    cap.acquire("y")
+    assert parked() == {"5:small"}
+    assert cap.cancel_waiting("s-4", tenant="small") is True and parked() == set()
+    cap.acquire("s-5", tenant="small")
+    cap.acquire("z")
+    assert [a.generation_id for a in cap.set_policy(caps={"small": 4})] == ["s-5"]
+    assert parked() == set()
 
 
 def test_cancel_and_snapshot_know_the_lines(cap):

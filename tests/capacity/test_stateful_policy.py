@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from dispatcher import keys
 from dispatcher.capacity import Admission, Capacity, CapacityModel
+from dispatcher.capacity.names import parked_lines
 from dispatcher.errors import NoCapacity
 
 PROVIDER = "policy-stateful"
@@ -29,7 +30,7 @@ POLICY = {"aging_ms": 60_000, "weights": {"gold": 3}, "caps": {"capped": 1}}
 TTL = 600_000
 SEEN: Counter = Counter()
 MUST_SEE = ("waiting", "admitted by a pump", "aged", "capped tenant waits", "busy", "windows moved", "paced out", "quarantined",
-            "quarantine blocks a head")
+            "quarantine blocks a head", "parked", "policy changed")
 
 seeds = st.integers(min_value=0, max_value=2**40)
 
@@ -50,6 +51,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.issued: dict[str, tuple] = {}  # g -> (pin, priority, tenant)
         self.n = 0
         self.last_now = 0
+        self.max_cap = POLICY["caps"]["capped"]
 
     def now(self) -> int:
         self.last_now = max(self.last_now, int(time.time() * 1000))
@@ -170,6 +172,15 @@ class PolicyMachine(RuleBasedStateMachine):
     def pump(self, seed):
         self.expect(self.cap.pump(seed=seed), self.model.pump(seed=seed, now=self.now()))
 
+    @rule(capped=st.integers(0, 2), gold=st.sampled_from([None, 1]), seed=seeds)
+    def change_policy(self, capped, gold, seed):
+        """Caps move: a raised cap unparks its tenant's lines (and may admit at once), a lowered one parks."""
+        caps = {"capped": capped, **({"gold": gold} if gold is not None else {})}
+        policy = {**POLICY, "caps": caps}
+        self.max_cap = max(self.max_cap, capped)
+        self.expect(self.cap.set_policy(**policy, seed=seed), self.model.set_policy(**policy, seed=seed, now=self.now()))
+        SEEN["policy changed"] += 1
+
     @invariant()
     def same_state(self):
         holder = {d(g): d(a) for g, a in self.r.hgetall(keys.holder(PROVIDER)).items()}
@@ -184,7 +195,14 @@ class PolicyMachine(RuleBasedStateMachine):
             assert [d(g) for g in self.r.lrange(key, 0, -1)] == (self.model.waiting if name == "5:"
                                                                  else self.model.lines[name])
         assert snap["tenants"] == {t: n for t, n in self.model.trun.items() if n}
-        assert snap["tenants"].get("capped", 0) <= POLICY["caps"]["capped"]
+        assert snap["tenants"].get("capped", 0) <= self.max_cap  # a lowered cap keeps running slots
+        # parked sub-lines (scripts/_pump.lua, unpark) are non-empty lines of tenants at their cap
+        parked = {d(n) for n in self.r.smembers(parked_lines(PROVIDER))}
+        assert parked <= set(model_lines)
+        for name in parked:
+            tenant = name.split(":", 1)[1]
+            assert tenant in self.model.caps and self.model.trun[tenant] >= self.model.caps[tenant], name
+            SEEN["parked"] += 1
         gten = {d(g): d(t) for g, t in self.r.hgetall(keys.generation_tenant(PROVIDER)).items()}
         assert gten == self.model.gten
         gop = {d(g): d(o) for g, o in self.r.hgetall(keys.generation_operation(PROVIDER)).items()}

@@ -23,7 +23,9 @@
 --   trun          hash  tenant -> slots its generations hold (entries at 0 are deleted)
 --   tpass         hash  tenant ('' none) -> its pass (stride scheduling); '~vt' -> the virtual time
 --   policy        hash  aging_ms (ms per priority level gained by waiting; 0 none; absent: 60000), w:<tenant>
---                       (weight, default 1), c:<tenant> (cap on slots held); written by semaphore.py
+--                       (weight, default 1), c:<tenant> (cap on slots held); written by configure.lua
+--                       (op 'policy', from semaphore.py's set_policy)
+--   plines        set   parked sub-lines: names in `lines` whose tenant was found at its cap (see unpark)
 --   pace          hash  m:<a> / d:<a> -> at most this many admissions to a in any 60 s / 24 h
 --   starts:<a>    zset  generation -> ms it was admitted to a (accounts with a pace only; 24 h kept)
 --   quar          hash  "<account>\t<operation>" -> ms until which the account takes no generation
@@ -49,6 +51,7 @@
 -- == leases and started entries of those g; a generation is admitted only
 -- to an eligible account whose used < maxJobs; pinned lines are served for
 -- their account before the common line; lines are served head first.
+-- plines is a subset of lines, and every parked line's tenant is at its cap.
 
 -- Effects replication, so that TIME may precede writes (the default since Redis 5;
 -- explicit for older servers, a no-op on 7).
@@ -62,7 +65,7 @@ local K_STARTED, K_PINNED, K_GEN = P .. 'started', P .. 'pinned:', P .. 'gen:'
 local K_QLINES, K_QLINE, K_ENQ, K_GTEN = P .. 'lines', P .. 'line:', P .. 'enq', P .. 'gten'
 local K_TRUN, K_TPASS, K_POLICY = P .. 'trun', P .. 'tpass', P .. 'policy'
 local K_PACE, K_STARTS, MINUTE_MS, DAY_MS = P .. 'pace', P .. 'starts:', 60000, 86400000
-local K_QUAR, K_GOP = P .. 'quar', P .. 'gop'
+local K_QUAR, K_GOP, K_PLINES = P .. 'quar', P .. 'gop', P .. 'plines'
 local DEFAULT_PRIORITY, STRIDE, DEFAULT_AGING_MS = 5, 1000000, 60000
 -- RQ's key names: job hash prefix, queue list prefix, deferred registry prefix, set of queues.
 -- Filled in when the scripts are loaded (dispatcher/lua), with the names dispatcher/rq_glue.py
@@ -170,8 +173,11 @@ local function free_accounts()
   return list
 end
 
--- The admission policy (priorities, tenants), loaded once per call when a line is served.
-local POLICY, TRUN
+-- The admission policy (priorities, tenants). Read as little as a call needs: the whole hash
+-- (policy(): aging, weights, caps) only when a common sub-line is served; one tenant's cap
+-- (tenant_cap: HGET) and slots held (tenant_room: HGET) otherwise, each once per call.
+local POLICY
+local CAPS, TRUN = {}, {} -- tenant -> cap (false: none) / slots held, kept in step with every write
 local function policy()
   if POLICY then return POLICY end
   POLICY = {aging = DEFAULT_AGING_MS, weight = {}, cap = {}}
@@ -182,14 +188,41 @@ local function policy()
     elseif string.sub(k, 1, 2) == 'w:' then POLICY.weight[string.sub(k, 3)] = v
     elseif string.sub(k, 1, 2) == 'c:' then POLICY.cap[string.sub(k, 3)] = v end
   end
-  TRUN = hash_table(K_TRUN)
   return POLICY
+end
+local function tenant_cap(t)
+  if POLICY then return POLICY.cap[t] end
+  local c = CAPS[t]
+  if c == nil then
+    c = tonumber(redis.call('HGET', K_POLICY, 'c:' .. t)) or false
+    CAPS[t] = c
+  end
+  return c or nil
 end
 -- May a generation of tenant t take a slot (its cap, if any, not reached)?
 local function tenant_room(t)
   if not t or t == '' then return true end
-  local c = policy().cap[t]
-  return not c or (TRUN[t] or 0) < c
+  local c = tenant_cap(t)
+  if not c then return true end
+  local n = TRUN[t]
+  if n == nil then
+    n = tonumber(redis.call('HGET', K_TRUN, t)) or 0
+    TRUN[t] = n
+  end
+  return n < c
+end
+-- Parked sub-lines (`plines`, a subset of `lines`): lines of a tenant at its cap, left out of
+-- next_line's scan, so that a backlog behind a cap costs a pump nothing. A line is parked
+-- when a scan finds its tenant without room; its tenant's lines are unparked when one of its
+-- slots is freed below the cap (release_lease), and all are when the policy is replaced
+-- (configure.lua 'policy') or checked by the periodic pump (pump.lua).
+-- Invariant: every parked line's tenant is at its cap, so leaving it out changes no choice.
+local function unpark(t)
+  local out = {}
+  for _, n in ipairs(redis.call('SMEMBERS', K_PLINES)) do
+    if string.sub(n, 3) == t then out[#out + 1] = n end
+  end
+  if #out > 0 then redis.call('SREM', K_PLINES, unpack(out)) end
 end
 -- A sub-line's key from its name "<priority>:<tenant>" ('' is the default line, `waiting`).
 local function line_key(name)
@@ -202,8 +235,7 @@ local function line_name(priority, tenant)
 end
 local function parse_line(name)
   if name == '' then return DEFAULT_PRIORITY, '' end
-  local c = string.find(name, ':', 1, true)
-  return tonumber(string.sub(name, 1, c - 1)), string.sub(name, c + 1)
+  return string.byte(name, 1) - 48, string.sub(name, 3) -- "<digit>:<tenant>"
 end
 -- A tenant's pass for the next choice: never behind the virtual time, so a tenant that
 -- comes back after a pause starts level with the others instead of with a saved-up credit.
@@ -217,17 +249,21 @@ local function tenant_pass(t)
 end
 -- The common sub-line whose head goes next: highest effective priority (its priority plus
 -- one level per aging_ms waited), then the tenant with the lowest pass (weighted round
--- robin), then the oldest, then the name. Sub-lines of a tenant at its cap are passed over.
--- Cost: one look at each non-empty sub-line's head (tenants x priorities), whatever the lengths.
+-- robin), then the oldest, then the name. Sub-lines of a tenant at its cap are passed over
+-- and parked (see unpark), so later calls skip them without a look.
+-- Cost: one look at each unparked non-empty sub-line's head (tenants x priorities), whatever
+-- the lengths.
 local function next_line(free)
-  local names = redis.call('SMEMBERS', K_QLINES)
+  local names = redis.call('SDIFF', K_QLINES, K_PLINES)
   if redis.call('LLEN', K_WAITING) > 0 then names[#names + 1] = '' end
   local aging = policy().aging
   local best
   for _, n in ipairs(names) do
     local priority, tenant = parse_line(n)
-    local key = line_key(n)
-    if tenant_room(tenant) then -- a tenant at its cap: its lines are passed over without a read
+    if not tenant_room(tenant) then -- a tenant at its cap: its lines are parked without a read
+      redis.call('SADD', K_PLINES, n)
+    else
+      local key = line_key(n)
       local head = redis.call('LINDEX', key, 0)
       if not head then
         if n ~= '' then redis.call('SREM', K_QLINES, n) end -- emptied by a cancel
@@ -344,14 +380,16 @@ local function enqueue_parked(g, a)
   return 1
 end
 
-local function admit(g, a)
+-- tenant: the generation's tenant when the caller knows it ('' or nil: read from gten).
+local function admit(g, a, tenant)
   -- HSETNX: a generation never holds two slots (a stale duplicate is dropped).
   if redis.call('HSETNX', K_HOLDER, g, a) == 0 then return false end
-  local tenant = redis.call('HGET', K_GTEN, g)
-  if tenant then
-    policy()
-    TRUN[tenant] = redis.call('HINCRBY', K_TRUN, tenant, 1)
+  if tenant and tenant ~= '' then
+    redis.call('HSET', K_GTEN, g, tenant)
+  else
+    tenant = redis.call('HGET', K_GTEN, g)
   end
+  if tenant then TRUN[tenant] = redis.call('HINCRBY', K_TRUN, tenant, 1) end
   USED[a] = (USED[a] or 0) + 1
   redis.call('HINCRBY', K_USED, a, 1)
   local p = PACE[a]
@@ -383,7 +421,9 @@ local function release_lease(g)
     redis.call('HDEL', K_GTEN, g)
     local left = redis.call('HINCRBY', K_TRUN, tenant, -1)
     if left <= 0 then redis.call('HDEL', K_TRUN, tenant) end
-    if TRUN then TRUN[tenant] = (left > 0) and left or nil end
+    TRUN[tenant] = (left > 0) and left or 0
+    local c = tenant_cap(tenant)
+    if c and left < c then unpark(tenant) end -- room again: its parked lines are scanned again
   end
   local n = redis.call('HINCRBY', K_USED, a, -1)
   if n <= 0 then redis.call('HDEL', K_USED, a) end
@@ -397,8 +437,11 @@ end
 -- Returns true when every line was empty (nothing to do).
 local function pump()
   local nlines = redis.call('SCARD', K_LINES)
-  local ncommon = redis.call('LLEN', K_WAITING) + redis.call('SCARD', K_QLINES)
-  if nlines == 0 and ncommon == 0 then return true end
+  local nwait, nsub = redis.call('LLEN', K_WAITING), redis.call('SCARD', K_QLINES)
+  if nlines == 0 and nwait + nsub == 0 then return true end
+  -- common heads to look at: the default line's, or a sub-line that is not parked (see unpark)
+  local common = nwait > 0 or (nsub > 0 and nsub > redis.call('SCARD', K_PLINES))
+  if nlines == 0 and not common then return false end
   load_state()
   if nlines > 0 then
     local accounts = redis.call('SMEMBERS', K_LINES)
@@ -418,7 +461,7 @@ local function pump()
       if redis.call('LLEN', line) == 0 then redis.call('SREM', K_LINES, a) end
     end
   end
-  if ncommon > 0 then
+  if common then
     local free = free_accounts()
     while #free > 0 do
       local best = next_line(free)

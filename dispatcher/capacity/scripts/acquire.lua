@@ -57,7 +57,7 @@ local idle = pump() -- true: every line was empty (pinned_lines lists the non-em
 -- Fast path: after the pump, a free account means no waiting head could take it (every
 -- common head left belongs to a tenant at its cap), so the generation is admitted directly
 -- when its own tenant has room and, pinned, its pinned line is empty.
-local queued = idle and 0 or redis.call('LLEN', line)
+local queued = (idle or not pinned) and 0 or redis.call('LLEN', line) -- unpinned: read below if needed
 if (queued == 0 or not pinned) and (tenant == '' or tenant_room(tenant)) then
   load_state()
   local a
@@ -68,14 +68,14 @@ if (queued == 0 or not pinned) and (tenant == '' or tenant_room(tenant)) then
     if #free > 0 then a = free[pick(#free)] end
   end
   if a then
-    if tenant ~= '' and not redis.call('HGET', K_HOLDER, g) then redis.call('HSET', K_GTEN, g, tenant) end
-    if admit(g, a) then return reply('admitted', a) end
+    if admit(g, a, tenant) then return reply('admitted', a) end
     return reply('admitted', redis.call('HGET', K_HOLDER, g)) -- already held
   end
 end
 
 local held = redis.call('HGET', K_HOLDER, g)
 if held then return reply('admitted', held) end
+if not idle and not pinned then queued = redis.call('LLEN', line) end
 if queued > 0 then
   local p = position(line, g)
   if p then return reply('waiting', p) end

@@ -6,14 +6,18 @@
 --       5 its common sub-line's name ("<priority>:<tenant>", '' or absent: the default line).
 -- Returns 1 when the generation was removed from a line, 0 otherwise.
 -- Invariant: removing a waiter never creates room, so no pump is needed; an
--- emptied pinned line leaves pinned_lines. A lease is never touched.
+-- emptied pinned line leaves pinned_lines, an emptied common sub-line `lines` and
+-- `plines`. A lease is never touched.
 
 local g, a = ARGV[3], ARGV[4]
 local removed = redis.call('LREM', K_WAITING, 0, g)
 local sub = ARGV[5] or ''
 if sub ~= '' then
   removed = removed + redis.call('LREM', K_QLINE .. sub, 0, g)
-  if redis.call('LLEN', K_QLINE .. sub) == 0 then redis.call('SREM', K_QLINES, sub) end
+  if redis.call('LLEN', K_QLINE .. sub) == 0 then
+    redis.call('SREM', K_QLINES, sub)
+    redis.call('SREM', K_PLINES, sub) -- parked lines are non-empty lines (_pump.lua, unpark)
+  end
 end
 if removed > 0 then
   redis.call('HDEL', K_ENQ, g)

@@ -12,6 +12,9 @@
 --              ('' to clear)
 --   'pace'     value = "<per minute>,<per day>" (each a whole number >= 1, or empty for none):
 --              at most that many admissions in any 60 s / 24 h (sliding windows)
+--   'policy'   account and value unused; ARGV 6.. = the `policy` hash's new fields, flat
+--              (field, value, ...; none: the default policy): it replaces the hash, and every
+--              parked sub-line is unparked (caps may have risen; the pump parks again)
 -- Returns {admissions flat {g, a, e, ...}, removed pinned waiters (op 'remove')}.
 -- Invariant: running leases are never touched. After lowering maxJobs, used may
 -- exceed it; the account then admits nothing until used < maxJobs. Removed or
@@ -65,6 +68,9 @@ elseif op == 'pace' then
   if m == '' then redis.call('HDEL', K_PACE, 'm:' .. a) else redis.call('HSET', K_PACE, 'm:' .. a, m) end
   if d == '' then redis.call('HDEL', K_PACE, 'd:' .. a) else redis.call('HSET', K_PACE, 'd:' .. a, d) end
   if m == '' and d == '' then redis.call('DEL', K_STARTS .. a) end
+elseif op == 'policy' then
+  redis.call('DEL', K_POLICY, K_PLINES)
+  if #ARGV >= 7 then redis.call('HSET', K_POLICY, unpack(ARGV, 6)) end
 elseif op == 'cooldown' or op == 'usable' then
   local key = (op == 'cooldown') and K_COOLDOWN or K_USABLE
   if value == '' then
