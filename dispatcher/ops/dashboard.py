@@ -205,11 +205,33 @@ def build_app(redis_url: str, *, username: str | None = None, password: str | No
         if "/data/" in request.path:
             _clean_ended(app)
 
+    _answer_dependency_ids_as_bytes()
     app.register_blueprint(blueprint, url_prefix="")
     setup_rq_connection(app)
     dashboard_accounts.install(app, lambda: _dispatcher(redis_url, settings), poll_interval_ms)
     app.wsgi_app = HostGuard(app.wsgi_app, listen_host)
     return app
+
+
+def _answer_dependency_ids_as_bytes() -> None:
+    """rq-dashboard 0.9's job page decodes each of `job.dependency_ids`, which RQ 3 already
+    answers as str: the page of any job with dependencies (a backend's job that `depends_on` a
+    generation, README "RQ-native backends") failed with a 500. Its module fetches jobs through
+    this subclass instead, whose ids are bytes, as rq-dashboard expects."""
+    import rq_dashboard.web
+    from rq.job import Job
+
+    if getattr(rq_dashboard.web.Job, "_dispatcher_shim", False):
+        return
+
+    class DashboardJob(Job):
+        _dispatcher_shim = True
+
+        @property
+        def dependency_ids(self):  # type: ignore[override]
+            return [i.encode() if isinstance(i, str) else i for i in super().dependency_ids]
+
+    rq_dashboard.web.Job = DashboardJob
 
 
 def _clean_ended(app) -> None:

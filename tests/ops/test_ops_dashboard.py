@@ -199,3 +199,20 @@ def test_dashboard_screenshots_in_headless_chromium(dispatcher, add_account, sub
         shot.unlink(missing_ok=True)
         browse(url, screenshot=shot)
         assert shot.exists() and shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_page_of_a_job_with_dependencies_opens(redis_url, settings, r):
+    """rq-dashboard 0.9 decodes RQ 3's (already str) dependency ids: its job page answered 500 for
+    every job that depends on another, such as a backend job waiting on a generation."""
+    from rq import Queue
+
+    from dispatcher.connection import connect_rq
+
+    conn = connect_rq(redis_url)
+    queue = Queue("backend", connection=conn)
+    first = queue.enqueue("builtins.print", "first")
+    second = queue.enqueue("builtins.print", "second", depends_on=first)
+    client = build_app(redis_url, settings=settings).test_client()
+    answer = client.get(f"/0/data/job/{second.id}.json", headers={"Host": "127.0.0.1:9181"})
+    assert answer.status_code == 200, answer.data[:300]
+    assert answer.get_json()["depends_on"] == [first.id] and answer.get_json()["status"] == "deferred"
