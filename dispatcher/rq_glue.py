@@ -23,7 +23,8 @@ worker API, because doing it RQ's way would cost round trips or processes:
   maintenance tick rather than RQ's scheduler (workers/maintenance.py says why);
 - pending steps (`steps_pending`) and queue lengths, worker counts (`queue_lengths`, `worker_count`);
 - callback take-over (`started_entries`, `execution_facts`, `take_over`): a job whose worker
-  died mid-run, retried or failed as RQ's own cleanup would.
+  died mid-run, retried or failed as RQ's own cleanup would; and one whose worker died between
+  taking it and starting it, put back on its queue (`requeue_stuck_dequeues`).
 
 Callers decide when (workers/chain.py, workers/maintenance.py, `dispatcher.steps`); this
 module only knows where RQ keeps things. `check_rq_names` runs at import: an RQ whose key
@@ -38,6 +39,7 @@ from datetime import timedelta
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import (DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                          StartedJobRegistry)
@@ -331,6 +333,30 @@ def claim_started(connection, queue_name: str, entry: str) -> bool:
 
 def job_id_of(entry: str) -> str:
     return entry.rpartition(":")[0]
+
+
+def requeue_stuck_dequeues(connection, queue_name: str, older_than: float, limit: int = 200) -> list[str]:
+    """Put back on its queue each job a worker took (RQ moves it to the queue's intermediate list,
+    `<queue key>:intermediate`, when a worker serves one queue) and died with before marking it
+    started: still there and still queued `older_than` seconds after this was first seen (a live
+    worker marks it started within milliseconds). RQ itself only fails such a job, after a minute,
+    at a worker's start or its 10-minute maintenance pass. Returns the job ids put back."""
+    stuck = IntermediateQueue(QUEUE_PREFIX + queue_name, connection)
+    put_back = []
+    for job_id in [_text(j) for j in connection.lrange(stuck.key, 0, limit - 1)]:
+        key = stuck.get_first_seen_key(job_id)
+        if connection.set(key, current_timestamp(), nx=True, ex=3600):
+            continue  # first seen now: look again next tick
+        seen = connection.get(key)
+        if seen is None or current_timestamp() - float(seen) < older_than:
+            continue
+        if connection.hget(JOB_PREFIX + job_id, "status") != JobStatus.QUEUED.value.encode():
+            continue  # started, or gone: the worker did its bookkeeping after all
+        if connection.lrem(stuck.key, 1, job_id):  # taken from the list here: no other tick puts it back
+            connection.lpush(QUEUE_PREFIX + queue_name, job_id)
+            connection.delete(key)
+            put_back.append(job_id)
+    return put_back
 
 
 def take_over(connection, queue_name: str, job_id: str, reason: str, *, failure_ttl: int) -> bool | None:

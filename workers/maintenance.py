@@ -185,9 +185,22 @@ def recover_callbacks(d: Core, limit: int = 200) -> int:
     return taken
 
 
+STUCK_AFTER = 5.0  # seconds a taken but never started callback job waits before it is put back
+
+
+def requeue_stuck_callbacks(d: Core) -> int:
+    """Callback jobs (replyUrl deliveries, backend events) a callback worker took and died with
+    before starting them (it dies with the step worker that started it): back on their queue
+    within STUCK_AFTER plus a tick, not after RQ's minute-and-a-restart; returns how many."""
+    put_back = rq_glue.requeue_stuck_dequeues(d.rq, CALLBACK_QUEUE, STUCK_AFTER)
+    for job_id in put_back:
+        log.warning("callback job put back after its worker died taking it", job_id=job_id)
+    return len(put_back)
+
+
 def tick(d: Core, *, watch_horizon: float = 0.0) -> dict:
     totals = {"promoted": promote_scheduled(d, all_queue_names(sorted(providers.REGISTRY))),
-              "callbacks": recover_callbacks(d), "resumed": 0, "handed": 0, "refreshed": 0, "unparked": 0,
+              "callbacks": recover_callbacks(d) + requeue_stuck_callbacks(d), "resumed": 0, "handed": 0, "refreshed": 0, "unparked": 0,
               "synced": 0}
     for provider in sorted(d.r.smembers(keys.providers_seen())):
         cap = d.capacity(provider)
