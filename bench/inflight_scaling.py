@@ -3,6 +3,7 @@
     python bench/inflight_scaling.py [--sizes 500,1000,2000,5000] [--duration 120] [--workers 2]
                                      [--out docs/inflight-cpu]
     python bench/inflight_scaling.py --from run-1000.txt run-5000.txt …   # plot saved runs
+        [--compare old-1000.txt old-5000.txt … --labels "batched polls,one RQ job per poll"]
 
 Runs `bench/inflight.py --generations N` once per size, one after another, and reads each run's
 last line (`steady_inflight`, `steady_cpu_per_s`, `cpu_ms_per_poll`, `poll_lag_p95_s`, `rss_mb`).
@@ -48,10 +49,14 @@ def read(path: Path) -> dict:
     return {"generations": size, **{k: float(v) for k, v in figures.items()}}
 
 
-def svg(points: list[dict], cores: int) -> str:
-    xs = [p["steady_inflight"] for p in points] or [1]
-    ys = [100 * p["steady_cpu_per_s"] for p in points] or [1]
-    x_max, y_max = max(xs) * 1.1, max(max(ys) * 1.2, 10)
+COLORS = ("#1f77b4", "#d62728")
+
+
+def svg(series: list[tuple[str, list[dict]]], cores: int) -> str:
+    """The plot: one line per (name, points) series, each point labelled with its ms per poll."""
+    every = [p for _, points in series for p in points] or [{"steady_inflight": 1, "steady_cpu_per_s": 0.1}]
+    x_max = max(p["steady_inflight"] for p in every) * 1.1
+    y_max = max(max(100 * p["steady_cpu_per_s"] for p in every) * 1.2, 10)
 
     def at(x, y):
         return PAD + x / x_max * (W - 2 * PAD), H - PAD - y / y_max * (H - 2 * PAD)
@@ -71,13 +76,20 @@ def svg(points: list[dict], cores: int) -> str:
     out.append(f'<text x="{W / 2}" y="{H - 14}" text-anchor="middle">generations running upstream (steady state)'
                f'</text><text x="16" y="{H / 2}" transform="rotate(-90 16 {H / 2})" text-anchor="middle">worker '
                f'CPU, % of one core</text>')
-    path = " ".join(f"{'M' if i == 0 else 'L'}{at(x, y)[0]:.1f},{at(x, y)[1]:.1f}" for i, (x, y) in
-                    enumerate(sorted(zip(xs, ys))))
-    out.append(f'<path d="{path}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
-    for p, x, y in zip(points, xs, ys):
+    for n, ((name, points), color) in enumerate(zip(series, COLORS)):
+        if not points:
+            continue
+        xy = sorted((p["steady_inflight"], 100 * p["steady_cpu_per_s"], p["cpu_ms_per_poll"]) for p in points)
+        path = " ".join(f"{'M' if i == 0 else 'L'}{at(x, y)[0]:.1f},{at(x, y)[1]:.1f}" for i, (x, y, _) in
+                        enumerate(xy))
+        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y, ms in xy:
+            px, py = at(x, y)
+            out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{color}"/>')
+        x, y, ms = xy[-1]
         px, py = at(x, y)
-        out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="#1f77b4"/><text x="{px + 6:.1f}" '
-                   f'y="{py - 6:.1f}">{p["cpu_ms_per_poll"]:.2f} ms/poll</text>')
+        out.append(f'<text x="{px - 8:.1f}" y="{py - 10:.1f}" text-anchor="end" fill="{color}">{name}: '
+                   f'{ms:.2f} ms/poll</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -101,6 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="docs/inflight-cpu")
     parser.add_argument("--from", dest="outputs", nargs="+", metavar="FILE",
                         help="plot saved outputs of bench/inflight.py instead of running it")
+    parser.add_argument("--compare", nargs="+", metavar="FILE", default=[],
+                        help="saved outputs of another version, drawn as a second series")
+    parser.add_argument("--labels", default="this version,compared",
+                        help="the two series' names, comma-separated")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = [lambda size=size: run(size, args.duration, args.workers) for size in sizes]
@@ -116,12 +132,18 @@ def main(argv=None) -> int:
     points = [r for r in results if "failed" not in r]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".svg").write_text(svg(points, os.cpu_count() or 1))
+    other = [r for r in (read(Path(path)) for path in args.compare) if "failed" not in r]
+    names = (args.labels.split(",") + ["", ""])[:2]
+    out.with_suffix(".svg").write_text(svg([(names[0], points), (names[1], other)], os.cpu_count() or 1))
     rendered = png(out.with_suffix(".svg"), out.with_suffix(".png"))
     print(f"plot: {out.with_suffix('.svg')}" + (f", {out.with_suffix('.png')}" if rendered else " (no Chromium: no PNG)"))
-    print(" ".join(f"cpu_per_s_{r['generations']}={r.get('steady_cpu_per_s', float('nan')):.3f} "
-                   f"cpu_ms_per_poll_{r['generations']}={r.get('cpu_ms_per_poll', float('nan')):.2f}"
-                   for r in results))
+    names, figures = {}, []
+    for r in results:  # one key per size; a size run again gets _2, _3 …
+        n = names[r["generations"]] = names.get(r["generations"], 0) + 1
+        tag = f"{r['generations']}" + (f"_{n}" if n > 1 else "")
+        figures.append(f"cpu_per_s_{tag}={r.get('steady_cpu_per_s', float('nan')):.3f} "
+                       f"cpu_ms_per_poll_{tag}={r.get('cpu_ms_per_poll', float('nan')):.2f}")
+    print(" ".join(figures))
     return 0 if len(points) == len(results) else 1
 
 
