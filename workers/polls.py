@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import threading
 import time
 import traceback
-import uuid
 
 import redis
 
@@ -204,21 +203,20 @@ def _drop_stale(d: Core, provider: str, generation_ids: list[str]) -> None:
 def _record_endings(d: Core, provider: str, ended: list[tuple]) -> None:
     """An RQ job record per generation this batch ended, kept `step_history_ttl`; failed (with
     the reason, as rq-dashboard shows it) when the generation failed (its record read again:
-    the failing step wrote the reason there). The record's `step` then names that job."""
+    the failing step wrote the reason there). Its id is the poll step the record already names
+    (`poll_step`), so the record names the job that ended it from the terminal move on."""
     ttl = d.settings.step_history_ttl
     failed = [gen.id for gen, outcome in ended if outcome == FAILED]
     records = dict(zip(failed, d.generations.many(failed))) if failed else {}
     rows = []
     for gen, outcome in ended:
-        job_id = f"{gen.id}_poll_{uuid.uuid4().hex[:8]}"
+        job_id = poll_step(gen.id)  # the record's step already: a generation ends once
         record = records.get(gen.id)
         reason = failure_reason(record) if record is not None and record.state == FAILED else None
         rows.append((job_id, (gen.id, job_id), describe_step(provider, "poll", gen.id, gen.account), outcome,
                      reason, ttl))
     pipe = d.rq.pipeline(transaction=False)
     rq_glue.record_ended_in(pipe, d.rq, queue_name(provider), POLL, rows)
-    for (gen, _), row in zip(ended, rows):  # the record's step names the job that ended it (StepHistory)
-        pipe.hset(keys.generation(provider, gen.id), "step", row[0])
     try:
         pipe.execute()
     except redis.RedisError as exc:  # the generations ended all the same; only their RQ records are missing
