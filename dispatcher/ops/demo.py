@@ -323,6 +323,9 @@ def run_demo(settings, *, once: bool = False, jobs: int = 36, out=None, upstream
         return 2
     dlog.configure(settings.log_format, "warning")  # the terminal shows the demo; children log to files
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (a shell's background job
+    # passes SIGINT on ignored, and Python then installs no KeyboardInterrupt handler of its own)
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     demo = Demo(settings, jobs=jobs, out=out, upstream=upstream)
     code = 1
     try:
@@ -343,10 +346,10 @@ def run_demo(settings, *, once: bool = False, jobs: int = 36, out=None, upstream
         print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         code = 1
     finally:
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan children
         demo.say("stopping everything the demo started…")
         demo.stop()
-        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
     return code
 

@@ -127,7 +127,7 @@ def test_demo_stays_up_until_ctrl_c_then_stops_everything(tmp_path):
         assert httpx.get(docs, timeout=10).status_code == 200
         assert "dispatcher.runwayml" in httpx.get(f"{dashboard}0/data/queues.json", timeout=10).text
         proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=180)  # stop: 3 children x (20 s TERM + 5 s KILL), Redis 10 s, more
+        rest, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:  # a failed assertion: let the demo stop what it started
             proc.send_signal(signal.SIGINT)
